@@ -1,0 +1,193 @@
+"""The LightningDataModule: cached features per split, padding collate, train-only statistics."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ser.data.manifest import dataset_fingerprint
+from ser.data.splits import SPLITS, check_speaker_independent
+from ser.errors import SerError
+from ser.features import FeatureCache, extract_corpus
+from ser.features.extract import features_of
+from ser.preprocess import Preprocessor
+
+log = logging.getLogger(__name__)
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def pad_collate(items: Sequence[tuple[torch.Tensor, int]]) -> Batch:
+    """Pad (frames, dim) sequences to the longest: returns features (B, T, D), lengths, labels."""
+    feats = [f for f, _ in items]
+    lengths = torch.tensor([f.shape[0] for f in feats], dtype=torch.long)
+    padded = nn.utils.rnn.pad_sequence(feats, batch_first=True)
+    labels = torch.tensor([y for _, y in items], dtype=torch.long)
+    return padded, lengths, labels
+
+
+class FeatureDataset(Dataset):
+    """Precomputed (cached) features with integer labels."""
+
+    def __init__(self, features: Sequence[np.ndarray], labels: Sequence[int]) -> None:
+        self.features = [torch.from_numpy(f) for f in features]
+        self.labels = list(labels)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.features[index], self.labels[index]
+
+
+class AugmentedDataset(Dataset):
+    """Training audio augmented on the fly, so every epoch sees new variants (never cached)."""
+
+    def __init__(
+        self,
+        paths: Sequence[str],
+        labels: Sequence[int],
+        preprocessor: Preprocessor,
+        augment: Callable[..., np.ndarray],
+        extractor: nn.Module,
+    ) -> None:
+        self.paths, self.labels = list(paths), list(labels)
+        self.preprocessor, self.augment, self.extractor = preprocessor, augment, extractor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        wave = self.preprocessor.load(self.paths[index])
+        wave = self.augment(samples=wave, sample_rate=self.preprocessor.sample_rate)
+        return torch.from_numpy(features_of(wave, self.extractor)), self.labels[index]
+
+
+class SERDataModule(pl.LightningDataModule):
+    """Turns a manifest into DataLoaders; feature statistics come from training speakers only."""
+
+    def __init__(
+        self,
+        manifest: pd.DataFrame,
+        labels: Sequence[str],
+        preprocessor: Preprocessor,
+        extractor: nn.Module,
+        extractor_config: dict,
+        cache_dir: str | Path | None = None,
+        augment: Callable[..., np.ndarray] | None = None,
+        batch_size: int = 32,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        check_speaker_independent(manifest)
+        self.manifest = manifest.reset_index(drop=True)
+        self.labels = list(labels)
+        self.preprocessor = preprocessor
+        self.extractor = extractor
+        self.extractor_config = extractor_config
+        self.cache = FeatureCache(cache_dir) if cache_dir else None
+        self.augment = augment
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.skipped: dict[str, str] = {}
+        self.fingerprint = ""
+        self._features: dict[str, list[np.ndarray]] = {}
+        self._targets: dict[str, list[int]] = {}
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.extractor.dim)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    def prepare(self) -> None:
+        """Extract (or read cached) features for every utterance. Idempotent."""
+        if self._features:
+            return
+        result = extract_corpus(
+            list(self.manifest["path"]),
+            self.preprocessor,
+            self.extractor,
+            self.extractor_config,
+            self.cache,
+        )
+        self.skipped = result.skipped
+        self.fingerprint = dataset_fingerprint(self.manifest, result.fingerprints)
+        keep = [f is not None for f in result.features]
+        if not any(keep):
+            raise SerError(
+                f"none of the {len(keep)} audio files could be used (first: "
+                f"{next(iter(self.skipped.items()))}); check the dataset root and file formats"
+            )
+        self.manifest = self.manifest[keep].reset_index(drop=True)
+        features = [f for f in result.features if f is not None]
+        label_index = {name: i for i, name in enumerate(self.labels)}
+        for split in SPLITS:
+            rows = np.flatnonzero(self.manifest["split"] == split)
+            if len(rows) == 0:
+                raise SerError(f"no usable utterances left in the {split} split; see skipped files")
+            self._features[split] = [features[i] for i in rows]
+            self._targets[split] = [label_index[x] for x in self.manifest["label"].iloc[rows]]
+
+    def split_size(self, split: str) -> int:
+        self.prepare()
+        return len(self._targets[split])
+
+    def targets(self, split: str) -> list[int]:
+        self.prepare()
+        return list(self._targets[split])
+
+    def feature_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-dimension mean and std over all training frames (train speakers only)."""
+        self.prepare()
+        frames = np.concatenate(self._features["train"], axis=0).astype(np.float64)
+        mean, std = frames.mean(axis=0), frames.std(axis=0)
+        return torch.tensor(mean, dtype=torch.float32), torch.tensor(
+            np.maximum(std, 1e-5), dtype=torch.float32
+        )
+
+    def class_weights(self) -> torch.Tensor:
+        """Inverse-frequency weights from the training labels (mean weight per sample is 1)."""
+        counts = np.bincount(self.targets("train"), minlength=self.num_classes).astype(np.float64)
+        if np.any(counts == 0):
+            missing = [self.labels[i] for i in np.flatnonzero(counts == 0)]
+            raise SerError(f"the training split has no utterances of {missing}; change the split")
+        return torch.tensor(counts.sum() / (self.num_classes * counts), dtype=torch.float32)
+
+    def dataset(self, split: str) -> Dataset:
+        self.prepare()
+        if split == "train" and self.augment is not None:
+            paths = list(self.manifest.loc[self.manifest["split"] == "train", "path"])
+            return AugmentedDataset(
+                paths, self._targets["train"], self.preprocessor, self.augment, self.extractor
+            )
+        return FeatureDataset(self._features[split], self._targets[split])
+
+    def _loader(self, split: str) -> DataLoader:
+        return DataLoader(
+            self.dataset(split),
+            batch_size=self.batch_size,
+            shuffle=split == "train",
+            num_workers=self.num_workers,
+            collate_fn=pad_collate,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")

@@ -1,0 +1,73 @@
+"""The manifest: one row per utterance (path, speaker, label, split), built or read from CSV."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from ser.atomic import atomic_write
+from ser.data.splits import check_speaker_independent
+from ser.errors import SerError
+
+REQUIRED_COLUMNS = ("path", "speaker", "label", "split")
+
+
+def build_manifest(cfg: DictConfig) -> pd.DataFrame:
+    """Load the corpus named by `cfg.dataset`, keep its labels, and split it by `cfg.protocol`."""
+    corpus = instantiate(cfg.dataset.loader)
+    labels = list(cfg.dataset.labels)
+    corpus = corpus[corpus["label"].isin(labels)].reset_index(drop=True)
+    if corpus.empty:
+        raise SerError(
+            f"dataset {cfg.dataset.name!r} has no utterances with labels {labels}; "
+            "check dataset.root and dataset.labels"
+        )
+    limit = cfg.data.get("max_per_speaker_label")
+    if limit:
+        corpus = corpus.groupby(["speaker", "label"], sort=False).head(limit).reset_index(drop=True)
+    protocol = {k: v for k, v in cfg.protocol.items() if k != "name"}
+    return instantiate(protocol)(corpus)
+
+
+def read_manifest(path: str | Path, labels: Sequence[str] | None = None) -> pd.DataFrame:
+    """Read a manifest CSV and check its columns, labels and speaker independence."""
+    path = Path(path)
+    if not path.is_file():
+        raise SerError(f"manifest {path} not found; create it with `python -m ser.prepare`")
+    manifest = pd.read_csv(path, dtype={"speaker": str})
+    missing = [c for c in REQUIRED_COLUMNS if c not in manifest.columns]
+    if missing:
+        raise SerError(f"manifest {path} lacks columns {missing}; expected {REQUIRED_COLUMNS}")
+    if labels is not None:
+        unknown = sorted(set(manifest["label"]) - set(labels))
+        if unknown:
+            raise SerError(f"manifest {path} has labels {unknown} outside dataset.labels {labels}")
+    check_speaker_independent(manifest)
+    return manifest
+
+
+def load_manifest(cfg: DictConfig) -> pd.DataFrame:
+    """`cfg.data.manifest` if set (e.g. from the DVC prepare stage), else built in-process."""
+    if cfg.data.get("manifest"):
+        return read_manifest(cfg.data.manifest, list(cfg.dataset.labels))
+    return build_manifest(cfg)
+
+
+def write_manifest(manifest: pd.DataFrame, path: str | Path) -> Path:
+    """Write atomically, so a crash never leaves a half-written manifest behind."""
+    with atomic_write(path) as tmp:
+        manifest.to_csv(tmp, index=False)
+    return Path(path)
+
+
+def dataset_fingerprint(manifest: pd.DataFrame, file_hashes: Sequence[str]) -> str:
+    """Short hash of which audio (by content) went into which split with which label."""
+    digest = hashlib.sha256()
+    for (_, row), file_hash in zip(manifest.iterrows(), file_hashes, strict=True):
+        digest.update(f"{file_hash}|{row['speaker']}|{row['label']}|{row['split']}\n".encode())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,38 @@
+"""User-facing errors: each carries one line that names the problem and the fix."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class SerError(Exception):
+    """A problem with the user's input or configuration, reported as one line without traceback."""
+
+
+class AudioError(SerError):
+    """An audio file that cannot be used (unreadable, empty, silent, NaN, ...)."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+def exit_on_user_error(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn a SerError raised by a command-line entry point into one `error:` line and exit 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except SerError as err:
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    return wrapper

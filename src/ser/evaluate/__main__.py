@@ -1,0 +1,55 @@
+"""`python -m ser.evaluate ckpt_path=...`: score a trained checkpoint on the test speakers.
+
+Writes metrics.json (DVC metrics), predictions.csv (DVC confusion plot), the per-class report
+and confusion_matrix.png into `eval_dir`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import hydra
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from ser.data.datamodule import SERDataModule
+from ser.data.manifest import load_manifest
+from ser.errors import SerError, exit_on_user_error
+from ser.evaluate.metrics import write_evaluation
+from ser.models import load_checkpoint
+from ser.train import CONFIG_DIR
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
+@exit_on_user_error
+def main(cfg: DictConfig) -> None:
+    model, trained = load_checkpoint(cfg.ckpt_path)
+    trained = OmegaConf.create(trained)
+    if list(trained.dataset.labels) != list(cfg.dataset.labels):
+        raise SerError(
+            f"checkpoint labels {list(trained.dataset.labels)} differ from dataset.labels "
+            f"{list(cfg.dataset.labels)}; evaluate with the dataset the model was trained on"
+        )
+    datamodule = SERDataModule(
+        manifest=load_manifest(cfg),
+        labels=list(trained.dataset.labels),
+        preprocessor=instantiate(trained.preprocess),
+        extractor=instantiate(trained.features.extractor),
+        extractor_config=OmegaConf.to_container(trained.features.extractor, resolve=True),
+        cache_dir=cfg.paths.feature_cache_dir,
+        batch_size=cfg.data.batch_size,
+    )
+    preds: list[int] = []
+    targets: list[int] = []
+    with torch.no_grad():
+        for x, lengths, y in datamodule.test_dataloader():
+            preds += model(x, lengths).argmax(dim=-1).tolist()
+            targets += y.tolist()
+    files = write_evaluation(targets, preds, model.class_names, cfg.eval_dir)
+    metrics = json.loads(files["metrics"].read_text())
+    print(" ".join(f"{k}={v:.4f}" for k, v in metrics.items()), f"-> {cfg.eval_dir}")
+
+
+if __name__ == "__main__":
+    main()

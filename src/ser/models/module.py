@@ -1,0 +1,183 @@
+"""The one LightningModule: any net, class-weighted cross-entropy, UAR/WA/F1 per stage."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from torch import nn
+from torchmetrics import MaxMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from ser.data.datamodule import Batch
+from ser.errors import SerError
+from ser.models.nets.layers import time_mask
+
+CONFIG_KEY = "ser_config"
+
+
+def classification_metrics(num_classes: int) -> MetricCollection:
+    """UAR (unweighted average recall = balanced accuracy), WA (accuracy) and macro-F1."""
+    return MetricCollection(
+        {
+            "uar": MulticlassAccuracy(num_classes, average="macro"),
+            "wa": MulticlassAccuracy(num_classes, average="micro"),
+            "f1": MulticlassF1Score(num_classes, average="macro"),
+        }
+    )
+
+
+class SERModule(pl.LightningModule):
+    """Normalises features with training statistics, runs the injected net, and scores it."""
+
+    def __init__(
+        self,
+        net: nn.Module,
+        class_names: Sequence[str],
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+        class_weights: torch.Tensor | None = None,
+        feature_mean: torch.Tensor | None = None,
+        feature_std: torch.Tensor | None = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(
+            ignore=[
+                "net",
+                "optimizer",
+                "scheduler",
+                "class_weights",
+                "feature_mean",
+                "feature_std",
+            ],
+            logger=False,
+        )
+        self.net = net
+        self.class_names = list(class_names)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        n = len(self.class_names)
+        self.register_buffer("class_weights", _or(class_weights, torch.ones(n)))
+        dim = feature_mean.numel() if feature_mean is not None else 1
+        self.register_buffer("feature_mean", _or(feature_mean, torch.zeros(dim)))
+        self.register_buffer("feature_std", _or(feature_std, torch.ones(dim)))
+        self.metrics = nn.ModuleDict(
+            # Keyed "<stage>_metrics": a key "train" would shadow nn.Module.train().
+            {f"{stage}_metrics": classification_metrics(n) for stage in ("train", "val", "test")}
+        )
+        self.val_uar_best = MaxMetric()
+        self.test_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        # The resolved run config, stored in checkpoints so that they rebuild themselves.
+        self.run_config: dict | None = None
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        mask = time_mask(lengths, x.shape[1]).unsqueeze(-1)
+        # Padding stays exactly zero after normalisation.
+        x = ((x - self.feature_mean) / self.feature_std) * mask
+        return self.net(x, lengths)
+
+    def _step(self, batch: Batch, stage: str) -> torch.Tensor:
+        x, lengths, y = batch
+        logits = self(x, lengths)
+        loss = nn.functional.cross_entropy(logits, y, weight=self.class_weights)
+        preds = logits.argmax(dim=-1)
+        self.metrics[f"{stage}_metrics"].update(preds, y)
+        self.log(
+            f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y)
+        )
+        if stage == "test":
+            self.test_outputs.append((preds.cpu(), y.cpu()))
+        return loss
+
+    def _log_epoch(self, stage: str) -> None:
+        metrics = self.metrics[f"{stage}_metrics"]
+        values = metrics.compute()
+        metrics.reset()
+        for key, value in values.items():
+            self.log(f"{stage}/{key}", value, prog_bar=key == "uar")
+        if stage == "val" and not self.trainer.sanity_checking:
+            self.val_uar_best.update(values["uar"])
+            self.log("val/uar_best", self.val_uar_best.compute(), prog_bar=True)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_start(self) -> None:
+        self.test_outputs.clear()
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def test_predictions(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(predictions, targets) of the last test run."""
+        preds, targets = zip(*self.test_outputs, strict=True)
+        return torch.cat(preds), torch.cat(targets)
+
+    def configure_optimizers(self) -> Any:
+        if self.optimizer_factory is None:
+            raise SerError("this model was loaded for inference; it has no optimizer to train with")
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {
+                "scheduler": self.scheduler_factory(optimizer=optimizer),
+                "monitor": "val/uar",
+                "interval": "epoch",
+            },
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CONFIG_KEY] = self.run_config
+
+
+def _or(value: torch.Tensor | None, default: torch.Tensor) -> torch.Tensor:
+    return default if value is None else torch.as_tensor(value, dtype=torch.float32)
+
+
+def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[SERModule, dict]:
+    """Rebuild a trained SERModule (net, normalisation, labels) and its run config from a .ckpt."""
+    path = Path(path)
+    if not path.is_file():
+        raise SerError(f"checkpoint {path} not found; train one with `python train.py`")
+    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    cfg = ckpt.get(CONFIG_KEY)
+    if cfg is None:
+        raise SerError(f"{path} is not a ser checkpoint (no stored config); retrain with ser")
+    state = ckpt["state_dict"]
+    class_names = ckpt["hyper_parameters"]["class_names"]
+    net = instantiate(
+        OmegaConf.create(cfg["model"]["net"]),
+        input_dim=state["feature_mean"].numel(),
+        num_classes=len(class_names),
+    )
+    module = SERModule(
+        net,
+        class_names,
+        class_weights=state["class_weights"],
+        feature_mean=state["feature_mean"],
+        feature_std=state["feature_std"],
+        name=ckpt["hyper_parameters"].get("name"),
+    )
+    module.load_state_dict(state)
+    module.run_config = cfg
+    return module.eval(), cfg

@@ -1,0 +1,86 @@
+"""Shared fixtures: configs composed with the Hydra compose API, a small synthetic corpus
+generated once per session, and a temporary MLflow store per test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+from ser.train import CONFIG_DIR
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# A small corpus keeps tests fast: 8 speakers x 4 emotions x 4 utterances.
+SMALL_CORPUS = ["dataset.loader.utterances_per_emotion=4"]
+
+ComposeFn = Callable[..., DictConfig]
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One data directory (corpora and feature cache) shared by the whole session."""
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_mlflow(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Never log test runs to a server the developer happens to have configured.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+def compose_config(
+    overrides: list[str] | None = None, config_name: str = "train", hydra: bool = False
+) -> DictConfig:
+    """Compose conf/<config_name>.yaml with overrides, as `python train.py ...` would."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name, overrides=overrides or [], return_hydra_config=hydra)
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path, data_dir: Path) -> ComposeFn:
+    """Compose a run config whose outputs and MLflow store live in tmp_path."""
+
+    def make(overrides: list[str] | None = None, config_name: str = "train") -> DictConfig:
+        cfg = compose_config(
+            [
+                f"paths.root_dir={tmp_path}",
+                f"paths.data_dir={data_dir}",
+                *SMALL_CORPUS,
+                "callbacks.progress_bar=null",
+                *(overrides or []),
+            ],
+            config_name,
+        )
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(tmp_path / "output")
+        return cfg
+
+    return make
+
+
+def run_cli(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run a real command line (python -m ..., train.py, dvc) and capture its output."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run(
+        args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+@pytest.fixture
+def python() -> str:
+    return sys.executable
+
+
+@pytest.fixture
+def chdir_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path

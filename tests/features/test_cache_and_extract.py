@@ -1,0 +1,96 @@
+"""Feature extraction over a corpus: cache hits and misses, invalidation, atomic writes,
+unusable files collected with their reason."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ser.features import FeatureCache, LogMel, extract_corpus
+from ser.features.cache import config_digest
+from ser.preprocess import Preprocessor
+
+
+def write_tone(path: Path, freq: float = 220.0, seconds: float = 0.5, rate: int = 16000) -> Path:
+    t = np.arange(int(seconds * rate)) / rate
+    sf.write(path, 0.3 * np.sin(2 * np.pi * freq * t), rate)
+    return path
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> list[str]:
+    return [str(write_tone(tmp_path / f"{f}.wav", f)) for f in (200.0, 300.0, 400.0)]
+
+
+def run(files: list[str], cache: FeatureCache, n_mels: int = 32, normalize: str = "peak"):
+    extractor = LogMel(n_mels=n_mels)
+    return extract_corpus(
+        files,
+        Preprocessor(normalize=normalize),
+        extractor,
+        {"n_mels": n_mels},
+        cache,
+        progress=False,
+    )
+
+
+def test_second_run_reads_the_cache(files: list[str], tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path / "cache")
+    first = run(files, cache)
+    second = run(files, cache)
+    assert (first.cache_hits, second.cache_hits) == (0, 3)
+    for a, b in zip(first.features, second.features, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_feature_or_preprocess_change_recomputes(files: list[str], tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path / "cache")
+    run(files, cache)
+    assert run(files, cache, n_mels=40).cache_hits == 0
+    assert run(files, cache, normalize="rms").cache_hits == 0
+    assert run(files, cache).cache_hits == 3
+
+
+def test_changed_audio_content_misses(files: list[str], tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path / "cache")
+    run(files, cache)
+    write_tone(Path(files[0]), 900.0)
+    assert run(files, cache).cache_hits == 2
+
+
+def test_interrupted_write_leaves_no_entry(tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path / "cache")
+    key = config_digest("x")
+
+    # np.save writes the header, then fails to pickle the lambda: a write interrupted midway.
+    with pytest.raises((pickle.PicklingError, AttributeError)):
+        cache.put(key, np.array([lambda: 0], dtype=object))
+    assert cache.get(key) is None
+    assert not any(p.is_file() for p in (tmp_path / "cache").rglob("*"))
+
+
+def test_damaged_entry_is_recomputed(files: list[str], tmp_path: Path) -> None:
+    cache = FeatureCache(tmp_path / "cache")
+    run(files, cache)
+    entry = next((tmp_path / "cache").rglob("*.npy"))
+    entry.write_bytes(b"garbage")
+    result = run(files, cache)
+    assert result.cache_hits == 2
+    assert all(f is not None for f in result.features)
+
+
+def test_unusable_files_are_skipped_with_reasons(files: list[str], tmp_path: Path) -> None:
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(8000), 16000)
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    paths = [*files, str(silent), str(corrupt), str(tmp_path / "missing.wav")]
+    result = run(paths, FeatureCache(tmp_path / "cache"))
+    assert [f is None for f in result.features] == [False] * 3 + [True] * 3
+    assert "silent" in result.skipped[str(silent)]
+    assert "cannot decode" in result.skipped[str(corrupt)]
+    assert "check the path" in result.skipped[str(tmp_path / "missing.wav")]

@@ -1,0 +1,177 @@
+"""Every option of every config group composes and instantiates (Hydra compose API)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from ser.models.module import SERModule
+from ser.preprocess import Preprocessor
+from ser.train import CONFIG_DIR
+from tests.conftest import compose_config
+
+CONF = Path(CONFIG_DIR)
+
+
+def options(group: str) -> list[str]:
+    names = sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    assert names, f"config group {group} has no options"
+    return names
+
+
+def test_every_group_of_the_defaults_list_exists() -> None:
+    defaults = OmegaConf.load(CONF / "train.yaml").defaults
+    groups = [next(iter(d)) for d in defaults if isinstance(d, dict | type(defaults[1]))]
+    for group in groups:
+        assert (CONF / group).is_dir(), group
+
+
+@pytest.mark.parametrize("option", options("preprocess"))
+def test_preprocess(option: str) -> None:
+    pre = instantiate(compose_config([f"preprocess={option}"]).preprocess)
+    assert isinstance(pre, Preprocessor)
+    tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(8000) / 8000).astype(np.float32)
+    out = pre.process(tone, 8000)
+    assert out.dtype == np.float32
+    assert abs(len(out) - 2 * len(tone)) <= 2  # resampled 8 kHz -> 16 kHz
+
+
+@pytest.mark.parametrize("option", options("augmentation"))
+def test_augmentation(option: str) -> None:
+    cfg = compose_config([f"augmentation={option}"])
+    assert cfg.augmentation.name == option
+    if cfg.augmentation.pipeline is None:
+        return
+    augment = instantiate(cfg.augmentation.pipeline)
+    wave = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
+    out = augment(samples=wave, sample_rate=16000)
+    assert out.shape == wave.shape
+
+
+@pytest.mark.parametrize("option", options("features"))
+def test_features(option: str) -> None:
+    extractor = instantiate(compose_config([f"features={option}"]).features.extractor)
+    frames = extractor(torch.randn(16000))
+    assert frames.ndim == 2
+    assert frames.shape[1] == extractor.dim  # models read their input size from here
+    assert 95 <= frames.shape[0] <= 102  # 1 s at a 10 ms hop
+
+
+@pytest.mark.parametrize("features", options("features"))
+@pytest.mark.parametrize("option", options("model"))
+def test_model(option: str, features: str) -> None:
+    cfg = compose_config([f"model={option}", f"features={features}"])
+    extractor = instantiate(cfg.features.extractor)
+    n_classes = len(cfg.dataset.labels)
+    net = instantiate(cfg.model.net, input_dim=extractor.dim, num_classes=n_classes)
+    model_cfg = {k: v for k, v in cfg.model.items() if k != "net"}
+    module = instantiate(model_cfg, net=net, class_names=list(cfg.dataset.labels))
+    assert isinstance(module, SERModule)
+    x = extractor(torch.randn(2, 12000))
+    logits = module(x, torch.tensor([x.shape[1], x.shape[1] // 2]))
+    assert logits.shape == (2, n_classes)
+    assert isinstance(module.configure_optimizers()["optimizer"], torch.optim.AdamW)
+
+
+@pytest.mark.parametrize("option", options("protocol"))
+def test_protocol(option: str) -> None:
+    cfg = compose_config([f"protocol={option}"])
+    split = instantiate({k: v for k, v in cfg.protocol.items() if k != "name"})
+    corpus = pd.DataFrame(
+        {
+            "path": [f"{i}.wav" for i in range(40)],
+            "speaker": [f"s{i % 8}" for i in range(40)],
+            "label": ["a", "b"] * 20,
+        }
+    )
+    out = split(corpus)
+    assert set(out["split"]) == {"train", "val", "test"}
+
+
+@pytest.mark.parametrize("option", options("trainer"))
+def test_trainer(option: str, tmp_path: Path) -> None:
+    cfg = compose_config([f"trainer={option}", f"paths.output_dir={tmp_path}"])
+    if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
+        with pytest.raises(Exception, match=r"(?i)gpu|cuda"):
+            instantiate(cfg.trainer)
+        return
+    trainer = instantiate(cfg.trainer, logger=False, enable_progress_bar=False)
+    assert trainer.max_epochs == cfg.trainer.max_epochs
+    if option == "ddp":
+        assert "ddp" in type(trainer.strategy).__name__.lower()
+
+
+@pytest.mark.parametrize("option", options("logger"))
+def test_logger(option: str, tmp_path: Path) -> None:
+    from ser.tracking import mlflow_logger
+
+    cfg = compose_config([f"logger={option}", f"paths.root_dir={tmp_path}", "paths.output_dir=o"])
+    for name, settings in cfg.logger.items():
+        if name == "mlflow":
+            logger = mlflow_logger(
+                OmegaConf.to_container(settings, resolve=True), cfg.paths.mlruns_dir, {"t": "1"}
+            )
+            assert logger._tracking_uri == f"sqlite:///{tmp_path.resolve()}/mlruns/mlflow.db"
+            run = logger.experiment.get_run(logger.run_id)
+            assert run.info.artifact_uri.startswith((tmp_path / "mlruns" / "artifacts").as_uri())
+        else:
+            assert instantiate(settings) is not None
+
+
+@pytest.mark.parametrize("option", options("callbacks"))
+def test_callbacks(option: str) -> None:
+    cfg = compose_config([f"callbacks={option}", "paths.output_dir=o"])
+    for settings in (cfg.callbacks or {}).values():
+        assert instantiate(settings) is not None
+
+
+@pytest.mark.parametrize("option", options("experiment"))
+def test_experiment(option: str) -> None:
+    cfg = compose_config([f"experiment={option}"])
+    extractor = instantiate(cfg.features.extractor)
+    net = instantiate(cfg.model.net, input_dim=extractor.dim, num_classes=len(cfg.dataset.labels))
+    assert isinstance(net, torch.nn.Module)
+
+
+@pytest.mark.parametrize("option", options("debug"))
+def test_debug(option: str) -> None:
+    cfg = compose_config([f"debug={option}"])
+    assert cfg.task_name == "debug"
+    assert cfg.trainer.get("fast_dev_run") or cfg.trainer.max_epochs <= 40
+
+
+@pytest.mark.parametrize("option", options("hparams_search"))
+def test_hparams_search(option: str) -> None:
+    cfg = compose_config([f"hparams_search={option}"], hydra=True)
+    sweeper = cfg.hydra.sweeper
+    assert sweeper.direction == "maximize"
+    assert cfg.optimized_metric.startswith("val/")  # never tune on the test speakers
+    for key in sweeper.params:
+        assert OmegaConf.select(cfg, key) is not None, f"{key} is not a config key"
+    assert instantiate(sweeper.sampler) is not None
+
+
+def test_paths_and_hydra_dirs() -> None:
+    cfg = compose_config(["paths.root_dir=/somewhere"], hydra=True)
+    assert cfg.paths.mlruns_dir == "/somewhere/mlruns"
+    assert cfg.hydra.run.dir.startswith("/somewhere/logs/train/runs/")
+    assert cfg.hydra.job.chdir is False
+
+
+@pytest.mark.parametrize("config_name", ["prepare", "extract", "evaluate"])
+def test_stage_configs_extend_train(config_name: str) -> None:
+    cfg = compose_config(["ckpt_path=x"] if config_name == "evaluate" else [], config_name)
+    assert cfg.task_name != "train"
+    assert cfg.model.name == compose_config().model.name
+
+
+def test_unknown_option_is_rejected_with_the_choices() -> None:
+    with pytest.raises(ConfigCompositionException, match="cnn_lstm"):
+        compose_config(["model=transformer"])

@@ -1,0 +1,170 @@
+"""End to end: every net trains, a default run lands in MLflow with its metrics and artifacts,
+crashes end FAILED, the real CLI reports bad input in one line, sweeps group their runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
+from sklearn.metrics import balanced_accuracy_score
+
+from ser.models import load_checkpoint
+from ser.train import build_datamodule, build_model, train
+from tests.conftest import REPO_ROOT, SMALL_CORPUS, ComposeFn, run_cli
+
+NETS = ["mlp", "cnn", "lstm", "cnn_lstm"]
+
+
+def store(root: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{root.resolve()}/mlruns/mlflow.db")
+
+
+def runs(client: MlflowClient, experiment: str = "ser-synthetic") -> list:
+    exp = client.get_experiment_by_name(experiment)
+    return client.search_runs([exp.experiment_id]) if exp else []
+
+
+@pytest.mark.parametrize("net", NETS)
+def test_fast_dev_run(make_cfg: ComposeFn, net: str) -> None:
+    metrics = train(make_cfg([f"model={net}", "debug=fdr", "logger=csv"]))
+    assert np.isfinite(metrics["train/loss"])
+    assert 0.0 <= metrics["val/uar"] <= 1.0
+
+
+@pytest.mark.parametrize("net", NETS)
+def test_overfits_a_tiny_batch(make_cfg: ComposeFn, net: str) -> None:
+    torch.manual_seed(0)
+    cfg = make_cfg([f"model={net}", "data.batch_size=8", "model.net.dropout=0.0"])
+    datamodule = build_datamodule(cfg)
+    model = build_model(cfg, datamodule)
+    x, lengths, y = next(iter(datamodule.train_dataloader()))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+
+    def loss() -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(model(x, lengths), y)
+
+    model.train()
+    start = loss().item()
+    for _ in range(60):
+        optimizer.zero_grad()
+        step_loss = loss()
+        step_loss.backward()
+        optimizer.step()
+    assert step_loss.item() < 0.2 * start, (start, step_loss.item())
+
+
+def test_default_run_is_tracked_in_mlflow(make_cfg: ComposeFn, tmp_path: Path) -> None:
+    cfg = make_cfg(["trainer.max_epochs=3"])
+    metrics = train(cfg)
+    (run,) = runs(store(tmp_path))
+    client = store(tmp_path)
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "cnn_lstm-logmel-synthetic"
+
+    # every resolved config value is a param
+    assert run.data.params["model/net/_target_"] == "ser.models.nets.CNNLSTM"
+    assert run.data.params["features/extractor/n_mels"] == str(cfg.features.extractor.n_mels)
+    assert len(run.data.params) >= 60
+
+    # per-epoch curves and the test scores
+    for key in ("train/loss", "train/uar", "val/loss", "val/uar"):
+        assert len(client.get_metric_history(run.info.run_id, key)) == 3, key
+    for key in ("test/uar", "test/wa", "test/f1"):
+        assert 0.0 <= run.data.metrics[key] <= 1.0
+    assert metrics["val/uar_best"] == max(
+        m.value for m in client.get_metric_history(run.info.run_id, "val/uar")
+    )
+
+    # artifacts, read back from the store
+    local = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / "dl")))
+    assert (local / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    assert (local / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+    report = (local / "classification_report.txt").read_text()
+    assert all(label in report for label in cfg.dataset.labels)
+    assert OmegaConf.load(local / "config.yaml").model.name == "cnn_lstm"
+    predictions = pd.read_csv(local / "predictions.csv")
+    recomputed = balanced_accuracy_score(predictions.actual, predictions.predicted)
+    assert run.data.metrics["test/uar"] == pytest.approx(recomputed, abs=1e-6)
+    assert json.loads((local / "metrics.json").read_text())["test/uar"] == pytest.approx(recomputed)
+
+    # the best checkpoint rebuilds itself
+    (ckpt,) = list((local / "checkpoints").glob("*.ckpt"))
+    model, stored = load_checkpoint(ckpt)
+    assert model.class_names == list(cfg.dataset.labels)
+    assert stored["features"]["name"] == "logmel"
+
+    # provenance tags
+    assert len(run.data.tags["dataset_fingerprint"]) == 16
+    assert run.data.tags["git_commit"]
+    assert run.data.metrics["data/test_utterances"] > 0
+
+
+def test_crash_marks_the_run_failed(make_cfg: ComposeFn, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="learning rate"):
+        train(make_cfg(["model.optimizer.lr=-1", "trainer.max_epochs=1"]))
+    (run,) = runs(store(tmp_path))
+    assert run.info.status == "FAILED"
+
+
+@pytest.mark.slow
+def test_cli_unknown_option_is_one_clear_error(tmp_path: Path, python: str) -> None:
+    result = run_cli([python, "train.py", "model=transformer"], cwd=REPO_ROOT)
+    assert result.returncode != 0
+    assert "Could not find 'model/transformer'" in result.stderr
+    assert "cnn_lstm" in result.stderr  # lists the valid choices
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_cli_overlapping_manifest_is_refused_before_any_run(
+    tmp_path: Path, data_dir: Path, python: str
+) -> None:
+    rows = [(f"/x/{i}.wav", f"s{i % 4}", "happy", "train") for i in range(8)]
+    rows.append(("/x/leak.wav", "s1", "happy", "test"))
+    manifest = tmp_path / "bad.csv"
+    pd.DataFrame(rows, columns=["path", "speaker", "label", "split"]).to_csv(manifest, index=False)
+    result = run_cli(
+        [
+            python,
+            str(REPO_ROOT / "train.py"),
+            f"data.manifest={manifest}",
+            f"paths.root_dir={tmp_path}",
+        ],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "speaker overlap" in errors[0] and "s1" in errors[0]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists() or not runs(store(tmp_path))
+
+
+@pytest.mark.slow
+def test_sweep_puts_its_runs_in_one_experiment(tmp_path: Path, data_dir: Path, python: str) -> None:
+    result = run_cli(
+        [
+            python,
+            str(REPO_ROOT / "train.py"),
+            "-m",
+            "model=mlp,cnn",
+            "debug=fast",
+            f"paths.root_dir={tmp_path}",
+            f"paths.data_dir={data_dir}",
+            *SMALL_CORPUS,
+            "callbacks.progress_bar=null",
+        ],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = runs(store(tmp_path))
+    assert len(found) == 2
+    assert {r.data.tags["model"] for r in found} == {"mlp", "cnn"}
+    assert len({r.data.tags["sweep_id"] for r in found}) == 1
+    assert all(r.info.status == "FINISHED" for r in found)
+    assert "mlflow ui --backend-store-uri sqlite:///" in result.stdout
