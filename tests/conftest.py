@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
 from ser.train import CONFIG_DIR
@@ -39,7 +40,7 @@ def compose_config(
 ) -> DictConfig:
     """Compose conf/<config_name>.yaml with overrides, as `python train.py ...` would."""
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name, overrides=overrides or [], return_hydra_config=hydra)
+        return hydra_compose(config_name, overrides=overrides or [], return_hydra_config=hydra)
 
 
 @pytest.fixture
@@ -78,6 +79,27 @@ def run_cli(
 @pytest.fixture
 def python() -> str:
     return sys.executable
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture
+def small_corpus() -> list[str]:
+    return list(SMALL_CORPUS)
+
+
+@pytest.fixture
+def compose() -> ComposeFn:
+    """compose_config, for tests that compose without the tmp-path defaults of make_cfg."""
+    return compose_config
+
+
+@pytest.fixture
+def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
+    return run_cli
 
 
 @pytest.fixture

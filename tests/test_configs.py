@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -10,12 +11,13 @@ import pytest
 import torch
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from ser.models.module import SERModule
 from ser.preprocess import Preprocessor
 from ser.train import CONFIG_DIR
-from tests.conftest import compose_config
+
+ComposeFn = Callable[..., DictConfig]
 
 CONF = Path(CONFIG_DIR)
 
@@ -34,8 +36,8 @@ def test_every_group_of_the_defaults_list_exists() -> None:
 
 
 @pytest.mark.parametrize("option", options("preprocess"))
-def test_preprocess(option: str) -> None:
-    pre = instantiate(compose_config([f"preprocess={option}"]).preprocess)
+def test_preprocess(option: str, compose: ComposeFn) -> None:
+    pre = instantiate(compose([f"preprocess={option}"]).preprocess)
     assert isinstance(pre, Preprocessor)
     tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(8000) / 8000).astype(np.float32)
     out = pre.process(tone, 8000)
@@ -44,8 +46,8 @@ def test_preprocess(option: str) -> None:
 
 
 @pytest.mark.parametrize("option", options("augmentation"))
-def test_augmentation(option: str) -> None:
-    cfg = compose_config([f"augmentation={option}"])
+def test_augmentation(option: str, compose: ComposeFn) -> None:
+    cfg = compose([f"augmentation={option}"])
     assert cfg.augmentation.name == option
     if cfg.augmentation.pipeline is None:
         return
@@ -56,8 +58,8 @@ def test_augmentation(option: str) -> None:
 
 
 @pytest.mark.parametrize("option", options("features"))
-def test_features(option: str) -> None:
-    extractor = instantiate(compose_config([f"features={option}"]).features.extractor)
+def test_features(option: str, compose: ComposeFn) -> None:
+    extractor = instantiate(compose([f"features={option}"]).features.extractor)
     frames = extractor(torch.randn(16000))
     assert frames.ndim == 2
     assert frames.shape[1] == extractor.dim  # models read their input size from here
@@ -66,8 +68,8 @@ def test_features(option: str) -> None:
 
 @pytest.mark.parametrize("features", options("features"))
 @pytest.mark.parametrize("option", options("model"))
-def test_model(option: str, features: str) -> None:
-    cfg = compose_config([f"model={option}", f"features={features}"])
+def test_model(option: str, features: str, compose: ComposeFn) -> None:
+    cfg = compose([f"model={option}", f"features={features}"])
     extractor = instantiate(cfg.features.extractor)
     n_classes = len(cfg.dataset.labels)
     net = instantiate(cfg.model.net, input_dim=extractor.dim, num_classes=n_classes)
@@ -81,8 +83,8 @@ def test_model(option: str, features: str) -> None:
 
 
 @pytest.mark.parametrize("option", options("protocol"))
-def test_protocol(option: str) -> None:
-    cfg = compose_config([f"protocol={option}"])
+def test_protocol(option: str, compose: ComposeFn) -> None:
+    cfg = compose([f"protocol={option}"])
     split = instantiate({k: v for k, v in cfg.protocol.items() if k != "name"})
     corpus = pd.DataFrame(
         {
@@ -96,8 +98,8 @@ def test_protocol(option: str) -> None:
 
 
 @pytest.mark.parametrize("option", options("trainer"))
-def test_trainer(option: str, tmp_path: Path) -> None:
-    cfg = compose_config([f"trainer={option}", f"paths.output_dir={tmp_path}"])
+def test_trainer(option: str, tmp_path: Path, compose: ComposeFn) -> None:
+    cfg = compose([f"trainer={option}", f"paths.output_dir={tmp_path}"])
     if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
         with pytest.raises(Exception, match=r"(?i)gpu|cuda"):
             instantiate(cfg.trainer)
@@ -109,10 +111,10 @@ def test_trainer(option: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("option", options("logger"))
-def test_logger(option: str, tmp_path: Path) -> None:
+def test_logger(option: str, tmp_path: Path, compose: ComposeFn) -> None:
     from ser.tracking import mlflow_logger
 
-    cfg = compose_config([f"logger={option}", f"paths.root_dir={tmp_path}", "paths.output_dir=o"])
+    cfg = compose([f"logger={option}", f"paths.root_dir={tmp_path}", "paths.output_dir=o"])
     for name, settings in cfg.logger.items():
         if name == "mlflow":
             logger = mlflow_logger(
@@ -126,30 +128,30 @@ def test_logger(option: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("option", options("callbacks"))
-def test_callbacks(option: str) -> None:
-    cfg = compose_config([f"callbacks={option}", "paths.output_dir=o"])
+def test_callbacks(option: str, compose: ComposeFn) -> None:
+    cfg = compose([f"callbacks={option}", "paths.output_dir=o"])
     for settings in (cfg.callbacks or {}).values():
         assert instantiate(settings) is not None
 
 
 @pytest.mark.parametrize("option", options("experiment"))
-def test_experiment(option: str) -> None:
-    cfg = compose_config([f"experiment={option}"])
+def test_experiment(option: str, compose: ComposeFn) -> None:
+    cfg = compose([f"experiment={option}"])
     extractor = instantiate(cfg.features.extractor)
     net = instantiate(cfg.model.net, input_dim=extractor.dim, num_classes=len(cfg.dataset.labels))
     assert isinstance(net, torch.nn.Module)
 
 
 @pytest.mark.parametrize("option", options("debug"))
-def test_debug(option: str) -> None:
-    cfg = compose_config([f"debug={option}"])
+def test_debug(option: str, compose: ComposeFn) -> None:
+    cfg = compose([f"debug={option}"])
     assert cfg.task_name == "debug"
     assert cfg.trainer.get("fast_dev_run") or cfg.trainer.max_epochs <= 40
 
 
 @pytest.mark.parametrize("option", options("hparams_search"))
-def test_hparams_search(option: str) -> None:
-    cfg = compose_config([f"hparams_search={option}"], hydra=True)
+def test_hparams_search(option: str, compose: ComposeFn) -> None:
+    cfg = compose([f"hparams_search={option}"], hydra=True)
     sweeper = cfg.hydra.sweeper
     assert sweeper.direction == "maximize"
     assert cfg.optimized_metric.startswith("val/")  # never tune on the test speakers
@@ -158,20 +160,20 @@ def test_hparams_search(option: str) -> None:
     assert instantiate(sweeper.sampler) is not None
 
 
-def test_paths_and_hydra_dirs() -> None:
-    cfg = compose_config(["paths.root_dir=/somewhere"], hydra=True)
+def test_paths_and_hydra_dirs(compose: ComposeFn) -> None:
+    cfg = compose(["paths.root_dir=/somewhere"], hydra=True)
     assert cfg.paths.mlruns_dir == "/somewhere/mlruns"
     assert cfg.hydra.run.dir.startswith("/somewhere/logs/train/runs/")
     assert cfg.hydra.job.chdir is False
 
 
 @pytest.mark.parametrize("config_name", ["prepare", "extract", "evaluate"])
-def test_stage_configs_extend_train(config_name: str) -> None:
-    cfg = compose_config(["ckpt_path=x"] if config_name == "evaluate" else [], config_name)
+def test_stage_configs_extend_train(config_name: str, compose: ComposeFn) -> None:
+    cfg = compose(["ckpt_path=x"] if config_name == "evaluate" else [], config_name)
     assert cfg.task_name != "train"
-    assert cfg.model.name == compose_config().model.name
+    assert cfg.model.name == compose().model.name
 
 
-def test_unknown_option_is_rejected_with_the_choices() -> None:
+def test_unknown_option_is_rejected_with_the_choices(compose: ComposeFn) -> None:
     with pytest.raises(ConfigCompositionException, match="cnn_lstm"):
-        compose_config(["model=transformer"])
+        compose(["model=transformer"])

@@ -12,18 +12,19 @@ import pytest
 import yaml
 
 from ser.data.splits import check_speaker_independent
-from tests.conftest import REPO_ROOT, run_cli
 
 
 @pytest.mark.slow
-def test_dvc_repro_end_to_end_and_idempotent(tmp_path: Path, data_dir: Path, python: str) -> None:
+def test_dvc_repro_end_to_end_and_idempotent(
+    tmp_path: Path, data_dir: Path, python: str, repo_root: Path, cli
+) -> None:
     project = tmp_path / "project"
     project.mkdir()
     for item in ("dvc.yaml", "conf", "src"):
-        src = REPO_ROOT / item
+        src = repo_root / item
         copy = shutil.copytree if src.is_dir() else shutil.copy
         copy(src, project / item)
-    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params = yaml.safe_load((repo_root / "params.yaml").read_text())
     params.update(model="mlp", max_epochs=2)
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     # Reuse the session's generated corpus instead of synthesising it again.
@@ -32,9 +33,9 @@ def test_dvc_repro_end_to_end_and_idempotent(tmp_path: Path, data_dir: Path, pyt
     (project / "data" / "synthetic").symlink_to(data_dir / "synthetic")
     dvc = str(Path(python).with_name("dvc"))
     env = {"DVC_NO_ANALYTICS": "1", "PATH": f"{Path(python).parent}:/usr/bin:/bin"}
-    assert run_cli([dvc, "init", "--no-scm", "-q"], cwd=project, env=env).returncode == 0
+    assert cli([dvc, "init", "--no-scm", "-q"], cwd=project, env=env).returncode == 0
 
-    first = run_cli([dvc, "repro"], cwd=project, env=env)
+    first = cli([dvc, "repro"], cwd=project, env=env)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     for stage in ("prepare", "features", "train", "evaluate"):
         assert f"Running stage '{stage}'" in first.stdout
@@ -47,10 +48,10 @@ def test_dvc_repro_end_to_end_and_idempotent(tmp_path: Path, data_dir: Path, pyt
     predictions = pd.read_csv(project / "reports/predictions.csv")
     assert len(predictions) == (manifest["split"] == "test").sum()
     assert (project / "models/model.ckpt").is_file()
-    shown = run_cli([dvc, "metrics", "show", "--json"], cwd=project, env=env)
+    shown = cli([dvc, "metrics", "show", "--json"], cwd=project, env=env)
     assert "test/uar" in shown.stdout
 
-    second = run_cli([dvc, "repro"], cwd=project, env=env)
+    second = cli([dvc, "repro"], cwd=project, env=env)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "Running stage" not in second.stdout
     assert "up to date" in second.stdout

@@ -4,6 +4,10 @@ crashes end FAILED, the real CLI reports bad input in one line, sweeps group the
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +15,13 @@ import pandas as pd
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import balanced_accuracy_score
 
 from ser.models import load_checkpoint
 from ser.train import build_datamodule, build_model, train
-from tests.conftest import REPO_ROOT, SMALL_CORPUS, ComposeFn, run_cli
+
+ComposeFn = Callable[..., DictConfig]
 
 NETS = ["mlp", "cnn", "lstm", "cnn_lstm"]
 
@@ -113,8 +118,8 @@ def test_crash_marks_the_run_failed(make_cfg: ComposeFn, tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-def test_cli_unknown_option_is_one_clear_error(tmp_path: Path, python: str) -> None:
-    result = run_cli([python, "train.py", "model=transformer"], cwd=REPO_ROOT)
+def test_cli_unknown_option_is_one_clear_error(python: str, repo_root: Path, cli) -> None:
+    result = cli([python, "train.py", "model=transformer"], cwd=repo_root)
     assert result.returncode != 0
     assert "Could not find 'model/transformer'" in result.stderr
     assert "cnn_lstm" in result.stderr  # lists the valid choices
@@ -123,16 +128,16 @@ def test_cli_unknown_option_is_one_clear_error(tmp_path: Path, python: str) -> N
 
 @pytest.mark.slow
 def test_cli_overlapping_manifest_is_refused_before_any_run(
-    tmp_path: Path, data_dir: Path, python: str
+    tmp_path: Path, python: str, repo_root: Path, cli
 ) -> None:
     rows = [(f"/x/{i}.wav", f"s{i % 4}", "happy", "train") for i in range(8)]
     rows.append(("/x/leak.wav", "s1", "happy", "test"))
     manifest = tmp_path / "bad.csv"
     pd.DataFrame(rows, columns=["path", "speaker", "label", "split"]).to_csv(manifest, index=False)
-    result = run_cli(
+    result = cli(
         [
             python,
-            str(REPO_ROOT / "train.py"),
+            str(repo_root / "train.py"),
             f"data.manifest={manifest}",
             f"paths.root_dir={tmp_path}",
         ],
@@ -146,17 +151,19 @@ def test_cli_overlapping_manifest_is_refused_before_any_run(
 
 
 @pytest.mark.slow
-def test_sweep_puts_its_runs_in_one_experiment(tmp_path: Path, data_dir: Path, python: str) -> None:
-    result = run_cli(
+def test_sweep_puts_its_runs_in_one_experiment(
+    tmp_path: Path, data_dir: Path, python: str, repo_root: Path, cli, small_corpus: list[str]
+) -> None:
+    result = cli(
         [
             python,
-            str(REPO_ROOT / "train.py"),
+            str(repo_root / "train.py"),
             "-m",
             "model=mlp,cnn",
             "debug=fast",
             f"paths.root_dir={tmp_path}",
             f"paths.data_dir={data_dir}",
-            *SMALL_CORPUS,
+            *small_corpus,
             "callbacks.progress_bar=null",
         ],
         cwd=tmp_path,
@@ -168,3 +175,64 @@ def test_sweep_puts_its_runs_in_one_experiment(tmp_path: Path, data_dir: Path, p
     assert len({r.data.tags["sweep_id"] for r in found}) == 1
     assert all(r.info.status == "FINISHED" for r in found)
     assert "mlflow ui --backend-store-uri sqlite:///" in result.stdout
+
+
+@pytest.mark.slow
+def test_sigterm_during_training_ends_the_run_killed(
+    tmp_path: Path, data_dir: Path, python: str, repo_root: Path, small_corpus: list[str]
+) -> None:
+    args = [
+        python,
+        str(repo_root / "train.py"),
+        "trainer.max_epochs=500",
+        "callbacks.early_stopping=null",
+        f"paths.root_dir={tmp_path}",
+        f"paths.data_dir={data_dir}",
+        *small_corpus,
+        "callbacks.progress_bar=null",
+    ]
+    process = subprocess.Popen(
+        args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            found = runs(store(tmp_path)) if (tmp_path / "mlruns/mlflow.db").exists() else []
+            if found and "val/uar" in found[0].data.metrics:
+                break
+        else:
+            pytest.fail("training never logged a validation epoch")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) != 0
+    finally:
+        process.kill()
+    (run,) = runs(store(tmp_path))
+    assert run.info.status == "KILLED"
+
+
+@pytest.mark.slow
+def test_optuna_sweep_maximises_the_returned_metric(
+    tmp_path: Path, data_dir: Path, python: str, repo_root: Path, cli, small_corpus: list[str]
+) -> None:
+    result = cli(
+        [
+            python,
+            str(repo_root / "train.py"),
+            "-m",
+            "hparams_search=optuna",
+            "hydra.sweeper.n_trials=2",
+            "debug=fast",
+            f"paths.root_dir={tmp_path}",
+            f"paths.data_dir={data_dir}",
+            *small_corpus,
+            "callbacks.progress_bar=null",
+        ],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (summary,) = (tmp_path / "logs").rglob("optimization_results.yaml")
+    best = OmegaConf.load(summary).best_value
+    found = runs(store(tmp_path))
+    assert len(found) == 2
+    assert best == pytest.approx(max(r.data.metrics["val/uar_best"] for r in found))

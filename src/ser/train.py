@@ -115,9 +115,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             loggers.append(mlflow)
         else:
             loggers.append(instantiate(settings))
-    if mlflow is not None:
-        # SIGTERM (e.g. a cluster scheduler) ends the run as KILLED instead of RUNNING forever.
-        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    # SIGTERM (e.g. from a cluster scheduler) ends the run as KILLED instead of RUNNING forever.
+    previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         metrics = _fit_and_test(cfg, datamodule, loggers, mlflow, artifacts)
     except BaseException as error:
@@ -125,6 +124,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             status = finish_run(mlflow, error)
             log.error("MLflow run %s marked %s", mlflow.run_id, status)
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
     if mlflow is not None:
         finish_run(mlflow, None)
         print(
