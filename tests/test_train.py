@@ -191,18 +191,23 @@ def test_sigterm_during_training_ends_the_run_killed(
         *small_corpus,
         "callbacks.progress_bar=null",
     ]
-    process = subprocess.Popen(
-        args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    (tmp_path / "mlruns").mkdir()
+    client = store(tmp_path)
+    client.search_experiments()  # create the schema now: two processes migrating at once clash
+    log_file = tmp_path / "train.log"
+    with open(log_file, "w") as log:
+        process = subprocess.Popen(args, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and process.poll() is None:
             time.sleep(1)
-            found = runs(store(tmp_path)) if (tmp_path / "mlruns/mlflow.db").exists() else []
+            found = runs(client)
             if found and "val/uar" in found[0].data.metrics:
                 break
         else:
-            pytest.fail("training never logged a validation epoch")
+            pytest.fail(
+                f"training never logged a validation epoch:\n{log_file.read_text()[-3000:]}"
+            )
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) != 0
     finally:
@@ -236,3 +241,23 @@ def test_optuna_sweep_maximises_the_returned_metric(
     found = runs(store(tmp_path))
     assert len(found) == 2
     assert best == pytest.approx(max(r.data.metrics["val/uar_best"] for r in found))
+
+
+@pytest.mark.slow
+def test_cli_missing_dataset_root_is_one_clear_error(
+    tmp_path: Path, python: str, repo_root: Path, cli
+) -> None:
+    result = cli(
+        [
+            python,
+            str(repo_root / "train.py"),
+            "dataset=ravdess",
+            f"dataset.loader.root={tmp_path / 'no_such_dir'}",
+            f"paths.root_dir={tmp_path}",
+        ],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert "no_such_dir" in line and "dataset.loader.root" in line
+    assert "Traceback" not in result.stderr

@@ -24,6 +24,16 @@ class AudioError(SerError):
         super().__init__(f"{self.path}: {reason}")
 
 
+def find_user_error(error: BaseException | None) -> SerError | None:
+    """The SerError behind `error`, looking through wrappers such as Hydra's
+    InstantiationException (raised `from` the original error)."""
+    while error is not None:
+        if isinstance(error, SerError):
+            return error
+        error = error.__cause__
+    return None
+
+
 def exit_on_user_error(func: Callable[P, R]) -> Callable[P, R]:
     """Turn a SerError raised by a command-line entry point into one `error:` line and exit 2."""
 
@@ -31,8 +41,11 @@ def exit_on_user_error(func: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
-        except SerError as err:
-            print(f"error: {err}", file=sys.stderr)
+        except Exception as err:
+            user_error = find_user_error(err)
+            if user_error is None:
+                raise
+            print(f"error: {user_error}", file=sys.stderr)
             raise SystemExit(2) from None
 
     return wrapper

@@ -20,12 +20,13 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ser.augment import build as build_augmentation
 from ser.data.datamodule import SERDataModule
 from ser.data.manifest import load_manifest
 from ser.errors import SerError, exit_on_user_error
 from ser.evaluate import plot_learning_curves, write_evaluation
 from ser.models.module import SERModule
-from ser.tracking import EpochHistory, finish_run, git_commit, mlflow_logger, ui_command
+from ser.tracking import finish_run, git_commit, mlflow_logger, run_summary
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 def build_datamodule(cfg: DictConfig) -> SERDataModule:
     """The manifest, preprocessing, augmentation and feature extractor named by the config."""
-    augment = instantiate(cfg.augmentation.pipeline) if cfg.augmentation.pipeline else None
+    waveform_augment, spec_augment = build_augmentation(cfg.augmentation)
     return SERDataModule(
         manifest=load_manifest(cfg),
         labels=list(cfg.dataset.labels),
@@ -42,7 +43,8 @@ def build_datamodule(cfg: DictConfig) -> SERDataModule:
         extractor=instantiate(cfg.features.extractor),
         extractor_config=OmegaConf.to_container(cfg.features.extractor, resolve=True),
         cache_dir=cfg.paths.feature_cache_dir,
-        augment=augment,
+        augment=waveform_augment,
+        spec_augment=spec_augment,
         batch_size=cfg.data.batch_size,
         num_workers=cfg.data.num_workers,
     )
@@ -128,10 +130,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         signal.signal(signal.SIGTERM, previous_handler)
     if mlflow is not None:
         finish_run(mlflow, None)
-        print(
-            f"\nMLflow run {mlflow.run_id} (experiment {mlflow._experiment_name!r}) FINISHED."
-            f"\nCompare runs: {ui_command(mlflow._tracking_uri)}"
-        )
+        print(f"\n{run_summary(mlflow)}")
     print(f"Outputs: {output_dir}")
     return metrics
 
@@ -163,9 +162,8 @@ def _fit_and_test(
     trainer.fit(model=model, datamodule=datamodule)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
-    history = next((c for c in callbacks if isinstance(c, EpochHistory)), None)
-    if history is not None and history.history:
-        plot_learning_curves(history.history, artifacts / "learning_curves.png")
+    if model.history:
+        plot_learning_curves(model.history, artifacts / "learning_curves.png")
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if best and cfg.get("save_checkpoint"):
         Path(cfg.save_checkpoint).parent.mkdir(parents=True, exist_ok=True)

@@ -34,18 +34,30 @@ def pad_collate(items: Sequence[tuple[torch.Tensor, int]]) -> Batch:
     return padded, lengths, labels
 
 
-class FeatureDataset(Dataset):
-    """Precomputed (cached) features with integer labels."""
+SpecFn = Callable[[torch.Tensor], torch.Tensor]
 
-    def __init__(self, features: Sequence[np.ndarray], labels: Sequence[int]) -> None:
+
+class FeatureDataset(Dataset):
+    """Precomputed (cached) features with integer labels; optional SpecAugment on the fly."""
+
+    def __init__(
+        self,
+        features: Sequence[np.ndarray],
+        labels: Sequence[int],
+        spec_augment: SpecFn | None = None,
+    ) -> None:
         self.features = [torch.from_numpy(f) for f in features]
         self.labels = list(labels)
+        self.spec_augment = spec_augment
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.features[index], self.labels[index]
+        feats = self.features[index]
+        if self.spec_augment is not None:
+            feats = self.spec_augment(feats)
+        return feats, self.labels[index]
 
 
 class AugmentedDataset(Dataset):
@@ -58,9 +70,11 @@ class AugmentedDataset(Dataset):
         preprocessor: Preprocessor,
         augment: Callable[..., np.ndarray],
         extractor: nn.Module,
+        spec_augment: SpecFn | None = None,
     ) -> None:
         self.paths, self.labels = list(paths), list(labels)
         self.preprocessor, self.augment, self.extractor = preprocessor, augment, extractor
+        self.spec_augment = spec_augment
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -68,7 +82,10 @@ class AugmentedDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         wave = self.preprocessor.load(self.paths[index])
         wave = self.augment(samples=wave, sample_rate=self.preprocessor.sample_rate)
-        return torch.from_numpy(features_of(wave, self.extractor)), self.labels[index]
+        feats = torch.from_numpy(features_of(wave, self.extractor))
+        if self.spec_augment is not None:
+            feats = self.spec_augment(feats)
+        return feats, self.labels[index]
 
 
 class SERDataModule(pl.LightningDataModule):
@@ -83,6 +100,7 @@ class SERDataModule(pl.LightningDataModule):
         extractor_config: dict,
         cache_dir: str | Path | None = None,
         augment: Callable[..., np.ndarray] | None = None,
+        spec_augment: SpecFn | None = None,
         batch_size: int = 32,
         num_workers: int = 0,
     ) -> None:
@@ -95,6 +113,7 @@ class SERDataModule(pl.LightningDataModule):
         self.extractor_config = extractor_config
         self.cache = FeatureCache(cache_dir) if cache_dir else None
         self.augment = augment
+        self.spec_augment = spec_augment
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.skipped: dict[str, str] = {}
@@ -166,12 +185,19 @@ class SERDataModule(pl.LightningDataModule):
 
     def dataset(self, split: str) -> Dataset:
         self.prepare()
-        if split == "train" and self.augment is not None:
+        if split != "train":  # augmentation never touches val/test
+            return FeatureDataset(self._features[split], self._targets[split])
+        if self.augment is not None:
             paths = list(self.manifest.loc[self.manifest["split"] == "train", "path"])
             return AugmentedDataset(
-                paths, self._targets["train"], self.preprocessor, self.augment, self.extractor
+                paths,
+                self._targets["train"],
+                self.preprocessor,
+                self.augment,
+                self.extractor,
+                self.spec_augment,
             )
-        return FeatureDataset(self._features[split], self._targets[split])
+        return FeatureDataset(self._features["train"], self._targets["train"], self.spec_augment)
 
     def _loader(self, split: str) -> DataLoader:
         return DataLoader(

@@ -43,7 +43,7 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: 
 
 
 def plot_learning_curves(history: Mapping[str, Sequence[float]], path: str | Path) -> Path:
-    """Loss and UAR per epoch for train and val, from EpochHistory."""
+    """Loss and UAR per epoch for train and val, from SERModule.history."""
     fig, (ax_loss, ax_uar) = plt.subplots(1, 2, figsize=(10, 3.8))
     for stage in ("train", "val"):
         for ax, metric in ((ax_loss, "loss"), (ax_uar, "uar")):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,12 +12,12 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
-from torchmetrics import MaxMetric, MetricCollection
+from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from ser.data.datamodule import Batch
 from ser.errors import SerError
-from ser.models.nets.layers import time_mask
+from ser.features.functionals import time_mask
 
 CONFIG_KEY = "ser_config"
 
@@ -71,7 +72,12 @@ class SERModule(pl.LightningModule):
             # Keyed "<stage>_metrics": a key "train" would shadow nn.Module.train().
             {f"{stage}_metrics": classification_metrics(n) for stage in ("train", "val", "test")}
         )
+        self.mean_losses = nn.ModuleDict(
+            {f"{stage}_loss": MeanMetric() for stage in ("train", "val", "test")}
+        )
         self.val_uar_best = MaxMetric()
+        # Per-epoch train/val loss and metrics, for the learning-curve plot (any logger).
+        self.history: dict[str, list[float]] = defaultdict(list)
         self.test_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
         # The resolved run config, stored in checkpoints so that they rebuild themselves.
         self.run_config: dict | None = None
@@ -88,6 +94,7 @@ class SERModule(pl.LightningModule):
         loss = nn.functional.cross_entropy(logits, y, weight=self.class_weights)
         preds = logits.argmax(dim=-1)
         self.metrics[f"{stage}_metrics"].update(preds, y)
+        self.mean_losses[f"{stage}_loss"].update(loss.detach(), weight=len(y))
         self.log(
             f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y)
         )
@@ -96,11 +103,15 @@ class SERModule(pl.LightningModule):
         return loss
 
     def _log_epoch(self, stage: str) -> None:
-        metrics = self.metrics[f"{stage}_metrics"]
-        values = metrics.compute()
+        metrics, mean_loss = self.metrics[f"{stage}_metrics"], self.mean_losses[f"{stage}_loss"]
+        values = {**metrics.compute(), "loss": mean_loss.compute()}
         metrics.reset()
+        mean_loss.reset()
         for key, value in values.items():
-            self.log(f"{stage}/{key}", value, prog_bar=key == "uar")
+            if key != "loss":  # the loss is logged (epoch mean) by _step
+                self.log(f"{stage}/{key}", value, prog_bar=key == "uar")
+            if stage != "test" and not self.trainer.sanity_checking:
+                self.history[f"{stage}/{key}"].append(float(value))
         if stage == "val" and not self.trainer.sanity_checking:
             self.val_uar_best.update(values["uar"])
             self.log("val/uar_best", self.val_uar_best.compute(), prog_bar=True)

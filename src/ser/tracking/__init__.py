@@ -1,12 +1,11 @@
 """Run tracking: MLflow store location, run tags, artifacts, final run status."""
 
-from ser.tracking.history import EpochHistory
 from ser.tracking.mlflow import (
     finish_run,
     git_commit,
     mlflow_logger,
+    run_summary,
     tracking_uri,
-    ui_command,
 )
 
 __all__ = [
@@ -14,6 +13,6 @@ __all__ = [
     "finish_run",
     "git_commit",
     "mlflow_logger",
+    "run_summary",
     "tracking_uri",
-    "ui_command",
 ]

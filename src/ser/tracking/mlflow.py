@@ -7,7 +7,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from mlflow.tracking import MlflowClient
 from pytorch_lightning.loggers import MLFlowLogger
 
 
@@ -60,7 +59,7 @@ def finish_run(logger: MLFlowLogger, error: BaseException | None) -> str:
         status = "KILLED"
     else:
         status = "FAILED"
-    MlflowClient(logger._tracking_uri).set_terminated(logger.run_id, status)
+    logger.experiment.set_terminated(logger.run_id, status)
     return status
 
 
@@ -82,6 +81,13 @@ def git_commit(root: str | Path = ".") -> str:
     return f"{commit}-dirty" if dirty else commit
 
 
-def ui_command(uri: str) -> str:
-    """The command that opens the MLflow UI on this store."""
-    return f"mlflow ui --backend-store-uri {uri}"
+def run_summary(logger: MLFlowLogger) -> str:
+    """Where the run went, and the command that opens the MLflow UI on that store."""
+    client = logger.experiment
+    experiment = client.get_experiment(logger.experiment_id).name
+    status = client.get_run(logger.run_id).info.status
+    uri = logger._tracking_uri  # Lightning keeps the URI it was given only here
+    return (
+        f"MLflow run {logger.run_id} (experiment {experiment!r}) {status}.\n"
+        f"Compare runs: mlflow ui --backend-store-uri {uri}"
+    )

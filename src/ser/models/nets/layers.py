@@ -5,10 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-def time_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
-    """(B, T) boolean mask, True on real (non-padded) frames."""
-    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+from ser.features.functionals import time_mask
 
 
 def masked_mean_std(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
