@@ -68,8 +68,9 @@ def test_features(option: str, compose: ComposeFn) -> None:
     frames = extractor(torch.randn(16000))
     assert frames.ndim == 2
     assert frames.shape[1] == extractor.dim  # models read their input size from here
-    # 1 s of audio gives about one frame per hop (centred or not)
-    assert abs(frames.shape[0] - 16000 / extractor.hop_length) <= 3
+    # 1 s of audio gives about one frame per hop (centred or not, edge frames dropped or not)
+    expected = 16000 / extractor.hop_length
+    assert abs(frames.shape[0] - expected) <= max(3, 0.05 * expected)
 
 
 @pytest.mark.parametrize("features", options("features"))
