@@ -75,12 +75,16 @@ class AugmentedDataset(Dataset):
         self.paths, self.labels = list(paths), list(labels)
         self.preprocessor, self.augment, self.extractor = preprocessor, augment, extractor
         self.spec_augment = spec_augment
+        self.waves: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        wave = self.preprocessor.load(self.paths[index])
+        # Preprocess once (VAD and denoising are slow), augment afresh every epoch.
+        wave = self.waves.get(index)
+        if wave is None:
+            wave = self.waves[index] = self.preprocessor.load(self.paths[index])
         wave = self.augment(samples=wave, sample_rate=self.preprocessor.sample_rate)
         feats = torch.from_numpy(features_of(wave, self.extractor))
         if self.spec_augment is not None:
