@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import soundfile as sf
 import torch
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import balanced_accuracy_score
 
+from ser.data.manifest import build_manifest, write_manifest
 from ser.models import load_checkpoint
 from ser.train import build_datamodule, build_model, train
 
@@ -261,3 +263,29 @@ def test_cli_missing_dataset_root_is_one_clear_error(
     (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
     assert "no_such_dir" in line and "dataset.loader.root" in line
     assert "Traceback" not in result.stderr
+
+
+def test_unusable_files_are_skipped_reported_and_logged(
+    make_cfg: ComposeFn, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = build_manifest(make_cfg())
+    speaker = manifest.query("split == 'train'").speaker.iloc[0]
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt garbage")
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(16000, dtype=np.float32), 16000)
+    extra = pd.DataFrame(
+        [(str(p), speaker, "happy", "train") for p in (broken, silent)],
+        columns=["path", "speaker", "label", "split"],
+    )
+    path = write_manifest(pd.concat([manifest, extra], ignore_index=True), tmp_path / "m.csv")
+    train(make_cfg([f"data.manifest={path}", "trainer.max_epochs=1"]))
+
+    (run,) = runs(store(tmp_path))
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["data/skipped_files"] == 2
+    local = Path(store(tmp_path).download_artifacts(run.info.run_id, "", str(tmp_path / "dl")))
+    skipped = (local / "skipped_files.tsv").read_text()
+    assert "broken.wav\tcannot decode" in skipped
+    assert "silent.wav\taudio is silent" in skipped
+    assert "Skipped 2 unusable audio files" in capsys.readouterr().out

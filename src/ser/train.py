@@ -131,6 +131,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if mlflow is not None:
         finish_run(mlflow, None)
         print(f"\n{run_summary(mlflow)}")
+    if datamodule.skipped:
+        print(
+            f"Skipped {len(datamodule.skipped)} unusable audio files "
+            f"(reasons in {artifacts / 'skipped_files.tsv'}):"
+        )
+        for path, reason in list(datamodule.skipped.items())[:10]:
+            print(f"  {path}: {reason}")
     print(f"Outputs: {output_dir}")
     return metrics
 
