@@ -289,3 +289,18 @@ def test_unusable_files_are_skipped_reported_and_logged(
     assert "broken.wav\tcannot decode" in skipped
     assert "silent.wav\taudio is silent" in skipped
     assert "Skipped 2 unusable audio files" in capsys.readouterr().out
+
+
+def test_window_training_cuts_train_utterances_only(make_cfg: ComposeFn) -> None:
+    cfg = make_cfg(["data.window_s=0.5", "data.window_hop_s=0.25"])
+    datamodule = build_datamodule(cfg)
+    whole = build_datamodule(make_cfg())
+    windows = datamodule.dataset("train")
+    assert len(windows) > 2 * whole.split_size("train")  # 1.5-4 s utterances, 0.25 s hop
+    frames_per_window = round(0.5 * 16000 / datamodule.extractor.hop_length)
+    assert max(len(windows[i][0]) for i in range(len(windows))) == frames_per_window
+    assert len(datamodule.dataset("test")) == whole.split_size("test")
+    metrics = train(
+        make_cfg(["data.window_s=0.5", "data.window_hop_s=0.25", "trainer.max_epochs=1"])
+    )
+    assert 0.0 <= metrics["test/uar"] <= 1.0

@@ -47,6 +47,8 @@ def build_datamodule(cfg: DictConfig) -> SERDataModule:
         spec_augment=spec_augment,
         batch_size=cfg.data.batch_size,
         num_workers=cfg.data.num_workers,
+        window_s=cfg.data.get("window_s"),
+        window_hop_s=cfg.data.get("window_hop_s"),
     )
 
 

@@ -94,3 +94,19 @@ def test_unusable_files_are_skipped_with_reasons(files: list[str], tmp_path: Pat
     assert "silent" in result.skipped[str(silent)]
     assert "cannot decode" in result.skipped[str(corrupt)]
     assert "check the path" in result.skipped[str(tmp_path / "missing.wav")]
+
+
+def test_audio_shorter_than_the_feature_window_is_skipped(tmp_path: Path) -> None:
+    from ser.features.pyaa import PyAAFeatures
+
+    short = str(write_tone(tmp_path / "short.wav", seconds=0.03))  # under one 50 ms window
+    result = extract_corpus(
+        [short],
+        Preprocessor(trim=None),
+        PyAAFeatures(),
+        {"pyaa": 1},
+        FeatureCache(tmp_path / "cache"),
+        progress=False,
+    )
+    assert result.features == [None]
+    assert "too short for one analysis window" in result.skipped[short]

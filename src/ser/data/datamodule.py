@@ -19,6 +19,7 @@ from ser.errors import SerError
 from ser.features import FeatureCache, extract_corpus
 from ser.features.extract import features_of
 from ser.preprocess import Preprocessor
+from ser.preprocess.segment import segment_bounds
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,39 @@ class FeatureDataset(Dataset):
         if self.spec_augment is not None:
             feats = self.spec_augment(feats)
         return feats, self.labels[index]
+
+
+class WindowDataset(Dataset):
+    """Fixed-length, overlapping windows of training utterances, each with its utterance's
+    label: long recordings become several utterance-level examples (val/test stay whole)."""
+
+    def __init__(
+        self,
+        features: Sequence[np.ndarray],
+        labels: Sequence[int],
+        frame_rate: float,
+        window_s: float,
+        hop_s: float | None = None,
+        spec_augment: SpecFn | None = None,
+    ) -> None:
+        self.features = [torch.from_numpy(f) for f in features]
+        self.labels = list(labels)
+        self.spec_augment = spec_augment
+        self.windows = [
+            (i, int(start), int(end))
+            for i, f in enumerate(features)
+            for start, end in segment_bounds(len(f), frame_rate, window_s, hop_s)
+        ]
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        utterance, start, end = self.windows[index]
+        feats = self.features[utterance][start:end]
+        if self.spec_augment is not None:
+            feats = self.spec_augment(feats)
+        return feats, self.labels[utterance]
 
 
 class AugmentedDataset(Dataset):
@@ -107,6 +141,8 @@ class SERDataModule(pl.LightningDataModule):
         spec_augment: SpecFn | None = None,
         batch_size: int = 32,
         num_workers: int = 0,
+        window_s: float | None = None,
+        window_hop_s: float | None = None,
     ) -> None:
         super().__init__()
         check_speaker_independent(manifest)
@@ -120,6 +156,11 @@ class SERDataModule(pl.LightningDataModule):
         self.spec_augment = spec_augment
         self.batch_size = batch_size
         self.num_workers = num_workers
+        self.window_s, self.window_hop_s = window_s, window_hop_s
+        if window_s is not None and not getattr(extractor, "hop_length", None):
+            raise SerError("data.window_s needs frame-level features; these have no frame hop")
+        if window_s is not None and augment is not None:
+            raise SerError("data.window_s works on cached features; use augmentation=none with it")
         self.skipped: dict[str, str] = {}
         self.fingerprint = ""
         self._features: dict[str, list[np.ndarray]] = {}
@@ -199,6 +240,15 @@ class SERDataModule(pl.LightningDataModule):
                 self.preprocessor,
                 self.augment,
                 self.extractor,
+                self.spec_augment,
+            )
+        if self.window_s is not None:
+            return WindowDataset(
+                self._features["train"],
+                self._targets["train"],
+                self.extractor.sample_rate / self.extractor.hop_length,
+                self.window_s,
+                self.window_hop_s,
                 self.spec_augment,
             )
         return FeatureDataset(self._features["train"], self._targets["train"], self.spec_augment)

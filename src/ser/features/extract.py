@@ -87,7 +87,10 @@ def _extract_into(
             else:
                 try:
                     feats = features_of(preprocessor.load(path), extractor)
+                    if len(feats) == 0:
+                        raise AudioError(path, "too short for one analysis window of the features")
                 except AudioError as err:
+                    feats = None
                     result.skipped[str(path)] = err.reason
                 if feats is not None and cache:
                     cache.put(key, feats)
