@@ -33,15 +33,20 @@ log = logging.getLogger(__name__)
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
-def build_datamodule(cfg: DictConfig) -> SERDataModule:
-    """The manifest, preprocessing, augmentation and feature extractor named by the config."""
+def build_datamodule(cfg: DictConfig, frontend: DictConfig | None = None) -> SERDataModule:
+    """The manifest, preprocessing, augmentation and feature extractor named by the config.
+
+    `frontend` is the config whose preprocess and features are used instead (a checkpoint's,
+    so that evaluation computes exactly the features the model was trained on).
+    """
+    frontend = cfg if frontend is None else frontend
     waveform_augment, spec_augment = build_augmentation(cfg.augmentation)
     return SERDataModule(
         manifest=load_manifest(cfg),
         labels=list(cfg.dataset.labels),
-        preprocessor=instantiate(cfg.preprocess),
-        extractor=instantiate(cfg.features.extractor),
-        extractor_config=OmegaConf.to_container(cfg.features.extractor, resolve=True),
+        preprocessor=instantiate(frontend.preprocess),
+        extractor=instantiate(frontend.features.extractor),
+        extractor_config=OmegaConf.to_container(frontend.features.extractor, resolve=True),
         cache_dir=cfg.paths.feature_cache_dir,
         augment=waveform_augment,
         spec_augment=spec_augment,

@@ -10,15 +10,12 @@ import json
 
 import hydra
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ser.data.datamodule import SERDataModule
-from ser.data.manifest import load_manifest
 from ser.errors import SerError, exit_on_user_error
 from ser.evaluate.metrics import write_evaluation
 from ser.models import load_checkpoint
-from ser.train import CONFIG_DIR
+from ser.train import CONFIG_DIR, build_datamodule
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
@@ -31,15 +28,7 @@ def main(cfg: DictConfig) -> None:
             f"checkpoint labels {list(trained.dataset.labels)} differ from dataset.labels "
             f"{list(cfg.dataset.labels)}; evaluate with the dataset the model was trained on"
         )
-    datamodule = SERDataModule(
-        manifest=load_manifest(cfg),
-        labels=list(trained.dataset.labels),
-        preprocessor=instantiate(trained.preprocess),
-        extractor=instantiate(trained.features.extractor),
-        extractor_config=OmegaConf.to_container(trained.features.extractor, resolve=True),
-        cache_dir=cfg.paths.feature_cache_dir,
-        batch_size=cfg.data.batch_size,
-    )
+    datamodule = build_datamodule(cfg, frontend=trained)
     preds: list[int] = []
     targets: list[int] = []
     with torch.no_grad():
