@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException
-from hydra.utils import instantiate
+from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ser.augment import build as build_augmentation
+from ser.data.manifest import PROTOCOL_SETTINGS
 from ser.models.module import SERModule
 from ser.preprocess import Preprocessor
 from ser.train import CONFIG_DIR
@@ -92,16 +93,31 @@ def test_model(option: str, features: str, compose: ComposeFn) -> None:
 @pytest.mark.parametrize("option", options("protocol"))
 def test_protocol(option: str, compose: ComposeFn) -> None:
     cfg = compose([f"protocol={option}"])
-    split = instantiate({k: v for k, v in cfg.protocol.items() if k != "name"})
+    protocol = {k: v for k, v in cfg.protocol.items() if k not in PROTOCOL_SETTINGS}
+    split = instantiate(protocol)
     corpus = pd.DataFrame(
         {
-            "path": [f"{i}.wav" for i in range(40)],
-            "speaker": [f"s{i % 8}" for i in range(40)],
-            "label": ["a", "b"] * 20,
+            "path": [f"{i}.wav" for i in range(80)],
+            "speaker": [f"s{i % 8}" for i in range(80)],
+            "label": ["a", "b"] * 40,
+            "session": [f"S{i % 8 // 2}" for i in range(80)],
         }
     )
     out = split(corpus)
-    assert set(out["split"]) == {"train", "val", "test"}
+    for fold in out if isinstance(out, list) else [out]:
+        assert set(fold["split"]) == {"train", "val", "test"}
+        independent = (fold.groupby("speaker")["split"].nunique() == 1).all()
+        assert independent == cfg.protocol.get("speaker_independent", True)
+
+
+@pytest.mark.parametrize("option", options("dataset"))
+def test_dataset(option: str, compose: ComposeFn) -> None:
+    cfg = compose([f"dataset={option}"])
+    assert cfg.dataset.name == option
+    assert callable(get_method(cfg.dataset.loader._target_))
+    # Loaders run on fixtures in tests/data; folder and csv make the user name the labels.
+    if not OmegaConf.is_missing(cfg.dataset, "labels"):
+        assert len(cfg.dataset.labels) >= 4
 
 
 @pytest.mark.parametrize("option", options("trainer"))

@@ -21,7 +21,7 @@ from sklearn.metrics import balanced_accuracy_score
 
 from ser.data.manifest import build_manifest, write_manifest
 from ser.models import load_checkpoint
-from ser.train import build_datamodule, build_model, train
+from ser.train import build_datamodule, build_model, train, train_folds
 
 ComposeFn = Callable[..., DictConfig]
 
@@ -72,7 +72,7 @@ def test_default_run_is_tracked_in_mlflow(make_cfg: ComposeFn, tmp_path: Path) -
     (run,) = runs(store(tmp_path))
     client = store(tmp_path)
     assert run.info.status == "FINISHED"
-    assert run.info.run_name == "cnn_lstm-logmel-synthetic"
+    assert run.info.run_name == "cnn_lstm-logmel-synthetic-holdout"
 
     # every resolved config value is a param
     assert run.data.params["model/net/_target_"] == "ser.models.nets.CNNLSTM"
@@ -304,3 +304,35 @@ def test_window_training_cuts_train_utterances_only(make_cfg: ComposeFn) -> None
         make_cfg(["data.window_s=0.5", "data.window_hop_s=0.25", "trainer.max_epochs=1"])
     )
     assert 0.0 <= metrics["test/uar"] <= 1.0
+
+
+def test_cross_validation_logs_a_parent_with_a_child_per_fold(
+    make_cfg: ComposeFn, tmp_path: Path
+) -> None:
+    cfg = make_cfg(
+        ["protocol=kfold_speaker", "protocol.n_folds=3", "model=mlp", "trainer.max_epochs=2"]
+    )
+    summary = train_folds(cfg)
+    client = store(tmp_path)
+    found = runs(client)
+    (parent,) = [r for r in found if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in found if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 3 and len(found) == 4
+    assert sorted(r.data.tags["fold"] for r in children) == ["0", "1", "2"]
+    assert all(r.info.status == "FINISHED" for r in found)
+    fold_uars = [r.data.metrics["test/uar"] for r in children]
+    assert parent.data.metrics["test/uar_mean"] == pytest.approx(np.mean(fold_uars))
+    assert parent.data.metrics["test/uar_std"] == pytest.approx(np.std(fold_uars))
+    assert summary["test/uar"] == pytest.approx(np.mean(fold_uars))
+    local = Path(client.download_artifacts(parent.info.run_id, "", str(tmp_path / "dl")))
+    assert (local / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    pooled = pd.read_csv(local / "predictions.csv")
+    assert len(pooled) == 8 * 4 * 4  # every utterance of the corpus is tested exactly once
+    assert len(pd.read_csv(local / "folds.csv")) == 3
+
+
+def test_speaker_dependent_runs_say_so(make_cfg: ComposeFn, tmp_path: Path) -> None:
+    train_folds(make_cfg(["protocol=speaker_dependent", "model=mlp", "trainer.max_epochs=1"]))
+    (run,) = runs(store(tmp_path))
+    assert run.info.run_name.endswith("speaker_dependent")
+    assert run.data.tags["speaker_independent"] == "false"

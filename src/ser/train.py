@@ -14,15 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import pandas as pd
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ser.augment import build as build_augmentation
 from ser.data.datamodule import SERDataModule
-from ser.data.manifest import load_manifest
+from ser.data.manifest import load_folds, load_manifest
 from ser.errors import SerError, exit_on_user_error
 from ser.evaluate import plot_learning_curves, write_evaluation
 from ser.models.module import SERModule
@@ -33,17 +34,21 @@ log = logging.getLogger(__name__)
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
-def build_datamodule(cfg: DictConfig, frontend: DictConfig | None = None) -> SERDataModule:
+def build_datamodule(
+    cfg: DictConfig, frontend: DictConfig | None = None, manifest: pd.DataFrame | None = None
+) -> SERDataModule:
     """The manifest, preprocessing, augmentation and feature extractor named by the config.
 
     `frontend` is the config whose preprocess and features are used instead (a checkpoint's,
-    so that evaluation computes exactly the features the model was trained on).
+    so that evaluation computes exactly the features the model was trained on). `manifest`
+    (one cross-validation fold) replaces the config's own.
     """
     frontend = cfg if frontend is None else frontend
     waveform_augment, spec_augment = build_augmentation(cfg.augmentation)
     return SERDataModule(
-        manifest=load_manifest(cfg),
+        manifest=load_manifest(cfg) if manifest is None else manifest,
         labels=list(cfg.dataset.labels),
+        speaker_independent=cfg.protocol.get("speaker_independent", True),
         preprocessor=instantiate(frontend.preprocess),
         extractor=instantiate(frontend.features.extractor),
         extractor_config=OmegaConf.to_container(frontend.features.extractor, resolve=True),
@@ -96,6 +101,7 @@ def _run_tags(cfg: DictConfig) -> dict[str, str]:
         "model": cfg.model.name,
         "features": cfg.features.name,
         "protocol": cfg.protocol.name,
+        "speaker_independent": str(cfg.protocol.get("speaker_independent", True)).lower(),
         **_sweep_tags(),
     }
     tags.update({f"tag.{t}": "true" for t in cfg.get("tags") or []})
@@ -106,21 +112,34 @@ def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Run one training job; returns the final metrics (fit, then test when `cfg.test`)."""
+def train(
+    cfg: DictConfig,
+    manifest: pd.DataFrame | None = None,
+    parent_run_id: str | None = None,
+    fold: int | None = None,
+) -> dict[str, float]:
+    """Run one training job; returns the final metrics (fit, then test when `cfg.test`).
+
+    With `manifest`, `parent_run_id` and `fold` it is one fold of a cross-validation, logged as
+    a child run of the parent.
+    """
     pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     artifacts = output_dir / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
     (artifacts / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
-    datamodule = build_datamodule(cfg)
+    datamodule = build_datamodule(cfg, manifest=manifest)
     loggers: list[Any] = []
     mlflow = None
     for name, settings in (cfg.get("logger") or {}).items():
         if name == "mlflow":
             settings = OmegaConf.to_container(settings, resolve=True)
-            mlflow = mlflow_logger(settings, cfg.paths.mlruns_dir, _run_tags(cfg))
+            tags = _run_tags(cfg)
+            if parent_run_id is not None:
+                settings["run_name"] = f"{settings.get('run_name')}-fold{fold}"
+                tags |= {"mlflow.parentRunId": parent_run_id, "fold": str(fold)}
+            mlflow = mlflow_logger(settings, cfg.paths.mlruns_dir, tags)
             loggers.append(mlflow)
         else:
             loggers.append(instantiate(settings))
@@ -195,11 +214,83 @@ def _fit_and_test(
     return metrics
 
 
+CV_METRICS = ("test/uar", "test/wa", "test/f1", "val/uar_best")
+
+
+def cross_validate(cfg: DictConfig, folds: list[pd.DataFrame]) -> dict[str, float]:
+    """Train and test each fold as a child run of one MLflow parent run; the parent gets mean
+    and std of UAR/WA/F1, the per-fold table and the confusion matrix summed over folds.
+    Returns the means under the usual names (so sweepers optimise the mean val/uar_best)."""
+    output_dir = Path(cfg.paths.output_dir)
+    artifacts = output_dir / "artifacts"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    parent = None
+    settings = (cfg.get("logger") or {}).get("mlflow")
+    if settings is not None:
+        settings = OmegaConf.to_container(settings, resolve=True)
+        tags = _run_tags(cfg) | {"folds": str(len(folds))}
+        parent = mlflow_logger(settings, cfg.paths.mlruns_dir, tags)
+        parent.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    try:
+        rows = []
+        for k, manifest in enumerate(folds):
+            fold_cfg = cfg.copy()
+            with open_dict(fold_cfg):
+                fold_cfg.paths.output_dir = str(output_dir / f"fold{k}")
+            parent_id = parent.run_id if parent is not None else None
+            fold_metrics = train(fold_cfg, manifest, parent_run_id=parent_id, fold=k)
+            test_speakers = sorted(manifest.loc[manifest["split"] == "test", "speaker"].unique())
+            rows.append(
+                {"fold": k, "test_speakers": " ".join(map(str, test_speakers))}
+                | {m: fold_metrics.get(m, float("nan")) for m in CV_METRICS}
+            )
+        table = pd.DataFrame(rows)
+        table.to_csv(artifacts / "folds.csv", index=False)
+        summary = {m: float(table[m].mean()) for m in CV_METRICS}
+        summary |= {f"{m}_std": float(table[m].std(ddof=0)) for m in CV_METRICS}
+        if cfg.get("test"):
+            predictions = pd.concat(
+                pd.read_csv(output_dir / f"fold{k}" / "artifacts" / "predictions.csv")
+                for k in range(len(folds))
+            )
+            labels = list(cfg.dataset.labels)
+            index = {name: i for i, name in enumerate(labels)}
+            # Summed over folds: every utterance is tested exactly once.
+            write_evaluation(
+                predictions["actual"].map(index).tolist(),
+                predictions["predicted"].map(index).tolist(),
+                labels,
+                artifacts,
+            )
+        print(table.to_string(index=False))
+        print(" ".join(f"{m}={summary[m]:.4f}+-{summary[m + '_std']:.4f}" for m in CV_METRICS))
+        if parent is not None:
+            client = parent.experiment
+            for metric in CV_METRICS:
+                client.log_metric(parent.run_id, f"{metric}_mean", summary[metric])
+                client.log_metric(parent.run_id, f"{metric}_std", summary[f"{metric}_std"])
+            client.log_artifacts(parent.run_id, str(artifacts))
+    except BaseException as error:
+        if parent is not None:
+            finish_run(parent, error)
+        raise
+    if parent is not None:
+        finish_run(parent, None)
+        print(f"\n{run_summary(parent)}")
+    return summary
+
+
+def train_folds(cfg: DictConfig) -> dict[str, float]:
+    """One run for a hold-out protocol, a cross-validation for a protocol with folds."""
+    folds = load_folds(cfg)
+    return train(cfg, folds[0]) if len(folds) == 1 else cross_validate(cfg, folds)
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point (`python train.py`, `ser-train`, `python -m ser.train`)."""
-    metrics = train(cfg)
+    metrics = train_folds(cfg)
     metric = cfg.get("optimized_metric")
     if metric and metric not in metrics:
         raise SerError(

@@ -143,9 +143,11 @@ class SERDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         window_s: float | None = None,
         window_hop_s: float | None = None,
+        speaker_independent: bool = True,
     ) -> None:
         super().__init__()
-        check_speaker_independent(manifest)
+        if speaker_independent:
+            check_speaker_independent(manifest)
         self.manifest = manifest.reset_index(drop=True)
         self.labels = list(labels)
         self.preprocessor = preprocessor

@@ -15,10 +15,13 @@ from ser.data.splits import check_speaker_independent
 from ser.errors import SerError
 
 REQUIRED_COLUMNS = ("path", "speaker", "label", "split")
+# Protocol config keys that describe the protocol rather than being arguments of its function.
+PROTOCOL_SETTINGS = ("name", "speaker_independent")
 
 
-def build_manifest(cfg: DictConfig) -> pd.DataFrame:
-    """Load the corpus named by `cfg.dataset`, keep its labels, and split it by `cfg.protocol`."""
+def build_folds(cfg: DictConfig) -> list[pd.DataFrame]:
+    """Load the corpus named by `cfg.dataset`, keep its labels, and split it by `cfg.protocol`:
+    one manifest for a hold-out protocol, one per fold for cross-validation."""
     corpus = instantiate(cfg.dataset.loader)
     labels = list(cfg.dataset.labels)
     corpus = corpus[corpus["label"].isin(labels)].reset_index(drop=True)
@@ -30,8 +33,20 @@ def build_manifest(cfg: DictConfig) -> pd.DataFrame:
     limit = cfg.data.get("max_per_speaker_label")
     if limit:
         corpus = corpus.groupby(["speaker", "label"], sort=False).head(limit).reset_index(drop=True)
-    protocol = {k: v for k, v in cfg.protocol.items() if k != "name"}
-    return instantiate(protocol)(corpus)
+    protocol = {k: v for k, v in cfg.protocol.items() if k not in PROTOCOL_SETTINGS}
+    split = instantiate(protocol)(corpus)
+    return split if isinstance(split, list) else [split]
+
+
+def build_manifest(cfg: DictConfig) -> pd.DataFrame:
+    """The one manifest of a hold-out protocol (for `python -m ser.prepare` and DVC)."""
+    folds = build_folds(cfg)
+    if len(folds) != 1:
+        raise SerError(
+            f"protocol={cfg.protocol.name} makes {len(folds)} folds; a single manifest needs "
+            "protocol=holdout (cross-validation runs through `python train.py` directly)"
+        )
+    return folds[0]
 
 
 def read_manifest(path: str | Path, labels: Sequence[str] | None = None) -> pd.DataFrame:
@@ -51,8 +66,15 @@ def read_manifest(path: str | Path, labels: Sequence[str] | None = None) -> pd.D
     return manifest
 
 
+def load_folds(cfg: DictConfig) -> list[pd.DataFrame]:
+    """[`cfg.data.manifest`] if set (e.g. from the DVC prepare stage), else built in-process."""
+    if cfg.data.get("manifest"):
+        return [read_manifest(cfg.data.manifest, list(cfg.dataset.labels))]
+    return build_folds(cfg)
+
+
 def load_manifest(cfg: DictConfig) -> pd.DataFrame:
-    """`cfg.data.manifest` if set (e.g. from the DVC prepare stage), else built in-process."""
+    """The single manifest of the config (a hold-out protocol or `data.manifest`)."""
     if cfg.data.get("manifest"):
         return read_manifest(cfg.data.manifest, list(cfg.dataset.labels))
     return build_manifest(cfg)

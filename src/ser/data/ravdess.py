@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pandas as pd
 
-from ser.errors import SerError
-
-log = logging.getLogger(__name__)
+from ser.data.corpus import require_root, scan
 
 EMOTIONS = {
     "01": "neutral",
@@ -21,9 +18,6 @@ EMOTIONS = {
     "07": "disgust",
     "08": "surprised",
 }
-AUDIO_SUFFIXES = (".wav", ".flac")
-
-
 def parse_name(path: Path) -> dict[str, str] | None:
     """Fields of a RAVDESS speech file name, or None if the name is not one."""
     parts = path.stem.split("-")
@@ -45,26 +39,11 @@ def parse_name(path: Path) -> dict[str, str] | None:
 
 def load(root: str | Path) -> pd.DataFrame:
     """One row per speech file: path, speaker ('01'..'24'), label, gender, intensity, ..."""
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise SerError(
-            f"RAVDESS not found at {root}; set dataset.loader.root (or $RAVDESS_ROOT) to the "
-            "folder holding Actor_01 ... Actor_24 (speech audio from zenodo.org/records/1188976)"
-        )
-    rows, unexpected = [], []
-    for path in sorted(root.rglob("*")):
-        if not path.is_file():
-            continue
-        fields = parse_name(path) if path.suffix.lower() in AUDIO_SUFFIXES else None
-        if fields is None:
-            unexpected.append(path)
-            continue
-        rows.append({"path": str(path.resolve()), **fields})
-    if unexpected:
-        shown = ", ".join(str(p.relative_to(root)) for p in unexpected[:5])
-        log.warning(
-            "RAVDESS: skipped %d files that are not speech audio: %s", len(unexpected), shown
-        )
-    if not rows:
-        raise SerError(f"no RAVDESS speech files (03-01-EE-II-SS-RR-AA.wav|flac) under {root}")
-    return pd.DataFrame(rows)
+    root = require_root(
+        root,
+        "RAVDESS",
+        "RAVDESS_ROOT",
+        "Actor_01 ... Actor_24",
+        "speech audio from zenodo.org/records/1188976, or scripts/download_data.py ravdess",
+    )
+    return scan(root, parse_name, "RAVDESS speech", "03-01-EE-II-SS-RR-AA.wav|flac")

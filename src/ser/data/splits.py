@@ -74,3 +74,99 @@ def check_speaker_independent(manifest: pd.DataFrame) -> None:
         raise SerError(
             f"split(s) {missing} have no utterances; give each split at least one speaker"
         )
+
+
+def _assign_folds(
+    manifest: pd.DataFrame, test_groups: list[list[str]], val_speakers: int, seed: int
+) -> list[pd.DataFrame]:
+    """One manifest per fold: the fold's group tests, `val_speakers` of the others (drawn with
+    `seed`, per fold) validate, the remaining speakers train."""
+    speakers = sorted(manifest["speaker"].astype(str).unique())
+    folds = []
+    for k, test in enumerate(test_groups):
+        rest = [s for s in speakers if s not in test]
+        if len(rest) <= val_speakers:
+            raise SerError(
+                f"fold {k} leaves {len(rest)} speakers for train and val; use fewer folds "
+                "or fewer protocol.val_speakers"
+            )
+        rng = np.random.default_rng([seed, k])
+        val = [rest[i] for i in rng.choice(len(rest), size=val_speakers, replace=False)]
+        split_of = {s: "train" for s in rest} | {s: "val" for s in val} | {s: "test" for s in test}
+        fold = manifest.copy()
+        fold["split"] = fold["speaker"].astype(str).map(split_of)
+        check_speaker_independent(fold)
+        folds.append(fold)
+    return folds
+
+
+def kfold_speaker(
+    manifest: pd.DataFrame,
+    n_folds: int = 6,
+    groups: Sequence[Sequence[str]] | None = None,
+    val_speakers: int = 1,
+    seed: int = 0,
+) -> list[pd.DataFrame]:
+    """k folds grouped by speaker. Without explicit `groups`, the sorted speakers are cut into
+    `n_folds` contiguous groups (RAVDESS: actors 1-4, 5-8, ..., 21-24)."""
+    speakers = sorted(manifest["speaker"].astype(str).unique())
+    if groups:
+        test_groups = [[str(s) for s in g] for g in groups]
+        named = [s for g in test_groups for s in g]
+        if len(set(named)) != len(named) or set(named) != set(speakers):
+            raise SerError(
+                f"protocol.groups must name every speaker exactly once; speakers: {speakers}"
+            )
+    else:
+        if not 2 <= n_folds <= len(speakers):
+            raise SerError(f"protocol.n_folds={n_folds} must be in 2..{len(speakers)} (speakers)")
+        test_groups = [list(g) for g in np.array_split(np.array(speakers, dtype=object), n_folds)]
+    return _assign_folds(manifest, test_groups, val_speakers, seed)
+
+
+def leave_one_speaker_out(
+    manifest: pd.DataFrame, val_speakers: int = 1, seed: int = 0
+) -> list[pd.DataFrame]:
+    """One fold per speaker, which is the fold's only test speaker."""
+    speakers = sorted(manifest["speaker"].astype(str).unique())
+    return _assign_folds(manifest, [[s] for s in speakers], val_speakers, seed)
+
+
+def predefined(
+    manifest: pd.DataFrame, column: str = "session", val_speakers: int = 1, seed: int = 0
+) -> list[pd.DataFrame]:
+    """The corpus's own partition: one fold per value of `column` (IEMOCAP: leave one session
+    out). A speaker found under two values would leak, and is refused."""
+    if column not in manifest.columns:
+        raise SerError(
+            f"protocol.column={column!r} is not a column of this corpus; it has "
+            f"{sorted(manifest.columns)}"
+        )
+    per_speaker = manifest.groupby(manifest["speaker"].astype(str))[column].nunique()
+    if (per_speaker > 1).any():
+        raise SerError(
+            f"speakers {sorted(per_speaker[per_speaker > 1].index)} span several "
+            f"{column} values; predefined folds must keep each speaker in one"
+        )
+    test_groups = [
+        sorted(manifest.loc[manifest[column] == value, "speaker"].astype(str).unique())
+        for value in sorted(manifest[column].unique())
+    ]
+    return _assign_folds(manifest, test_groups, val_speakers, seed)
+
+
+def speaker_dependent(
+    manifest: pd.DataFrame, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0
+) -> pd.DataFrame:
+    """Random utterance-level split, stratified by label: speakers appear on both sides. For
+    comparison with the literature only; its runs are named and tagged speaker_dependent."""
+    rng = np.random.default_rng(seed)
+    out = manifest.copy()
+    out["split"] = "train"
+    for _, rows in out.groupby("label"):
+        order = rng.permutation(rows.index.to_numpy())
+        n_test = max(1, round(test_fraction * len(order)))
+        n_val = max(1, round(val_fraction * len(order)))
+        out.loc[order[:n_test], "split"] = "test"
+        out.loc[order[n_test : n_test + n_val], "split"] = "val"
+    return out

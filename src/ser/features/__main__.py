@@ -6,7 +6,7 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ser.data.manifest import load_manifest
+from ser.data.manifest import load_folds
 from ser.errors import exit_on_user_error
 from ser.features import FeatureCache, extract_corpus
 from ser.train import CONFIG_DIR
@@ -15,7 +15,7 @@ from ser.train import CONFIG_DIR
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="extract")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
-    manifest = load_manifest(cfg)
+    manifest = load_folds(cfg)[0]  # every fold holds every file
     result = extract_corpus(
         list(manifest["path"]),
         instantiate(cfg.preprocess),
