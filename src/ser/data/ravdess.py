@@ -18,6 +18,8 @@ EMOTIONS = {
     "07": "disgust",
     "08": "surprised",
 }
+
+
 def parse_name(path: Path) -> dict[str, str] | None:
     """Fields of a RAVDESS speech file name, or None if the name is not one."""
     parts = path.stem.split("-")
