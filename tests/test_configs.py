@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ser.augment import build as build_augmentation
 from ser.data.manifest import PROTOCOL_SETTINGS
+from ser.models.classical import ClassicalModel
 from ser.models.module import SERModule
 from ser.preprocess import Preprocessor
 from ser.train import CONFIG_DIR
@@ -78,6 +79,13 @@ def test_features(option: str, compose: ComposeFn) -> None:
 @pytest.mark.parametrize("option", options("model"))
 def test_model(option: str, features: str, compose: ComposeFn) -> None:
     cfg = compose([f"model={option}", f"features={features}"])
+    if "net" not in cfg.model:  # a classical model: an sklearn estimator on functionals
+        settings = OmegaConf.to_container(cfg.model, resolve=True)
+        settings.pop("name")
+        model = instantiate(settings, _convert_="all")
+        assert isinstance(model, ClassicalModel)
+        assert hasattr(model.estimator, "fit")
+        return
     extractor = instantiate(cfg.features.extractor)
     n_classes = len(cfg.dataset.labels)
     net = instantiate(cfg.model.net, input_dim=extractor.dim, num_classes=n_classes)

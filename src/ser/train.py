@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import joblib
 import pandas as pd
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
@@ -21,11 +22,13 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from ser.atomic import atomic_write
 from ser.augment import build as build_augmentation
 from ser.data.datamodule import SERDataModule
 from ser.data.manifest import load_folds, load_manifest
 from ser.errors import SerError, exit_on_user_error
 from ser.evaluate import plot_learning_curves, write_evaluation
+from ser.models.classical import ClassicalModel
 from ser.models.module import SERModule
 from ser.tracking import finish_run, git_commit, mlflow_logger, run_summary
 
@@ -62,8 +65,13 @@ def build_datamodule(
     )
 
 
-def build_model(cfg: DictConfig, datamodule: SERDataModule) -> SERModule:
-    """Instantiate the net with sizes from the data and inject it into the LightningModule."""
+def build_model(cfg: DictConfig, datamodule: SERDataModule) -> SERModule | ClassicalModel:
+    """Instantiate the net with sizes from the data and inject it into the LightningModule;
+    a classical model config (no `net`) is instantiated as it is."""
+    if "net" not in cfg.model:
+        settings = OmegaConf.to_container(cfg.model, resolve=True)
+        settings.pop("name")
+        return instantiate(settings, _convert_="all")
     net = instantiate(
         cfg.model.net,
         _convert_="partial",
@@ -83,6 +91,27 @@ def build_model(cfg: DictConfig, datamodule: SERDataModule) -> SERModule:
     )
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
     return model
+
+
+def _fit_and_test_classical(
+    cfg: DictConfig,
+    model: ClassicalModel,
+    datamodule: SERDataModule,
+    loggers: list[Any],
+    artifacts: Path,
+) -> dict[str, float]:
+    model.fit(datamodule)
+    val, _ = model.evaluate(datamodule, "val")
+    metrics = {f"val/{k}": v for k, v in val.items()} | {"val/uar_best": val["uar"]}
+    if cfg.get("test"):
+        test, preds = model.evaluate(datamodule, "test")
+        metrics |= {f"test/{k}": v for k, v in test.items()}
+        write_evaluation(datamodule.targets("test"), preds, datamodule.labels, artifacts)
+    with atomic_write(artifacts / "model.joblib") as tmp:
+        joblib.dump(model.pipeline, tmp)
+    for logger in loggers:
+        logger.log_metrics(metrics)
+    return metrics
 
 
 def _sweep_tags() -> dict[str, str]:
@@ -190,6 +219,11 @@ def _fit_and_test(
         log.warning("skipped %d unusable files (listed in skipped_files.tsv)", len(lines))
 
     model = build_model(cfg, datamodule)
+    if isinstance(model, ClassicalModel):
+        metrics = _fit_and_test_classical(cfg, model, datamodule, loggers, artifacts)
+        if mlflow is not None:
+            mlflow.experiment.log_artifacts(mlflow.run_id, str(artifacts))
+        return metrics
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     trainer.fit(model=model, datamodule=datamodule)

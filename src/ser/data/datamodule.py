@@ -209,6 +209,11 @@ class SERDataModule(pl.LightningDataModule):
         self.prepare()
         return len(self._targets[split])
 
+    def split_features(self, split: str) -> list[np.ndarray]:
+        """The cached (never augmented) frame features of a split's utterances."""
+        self.prepare()
+        return list(self._features[split])
+
     def targets(self, split: str) -> list[int]:
         self.prepare()
         return list(self._targets[split])

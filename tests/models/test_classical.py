@@ -1,0 +1,50 @@
+"""Classical baselines: cluster matching and purity, and full runs through the pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig
+
+from ser.models.classical import cluster_purity, hungarian_mapping
+from ser.train import train
+
+
+def test_hungarian_mapping_recovers_permuted_clusters() -> None:
+    labels = np.array([0, 0, 1, 1, 2, 2, 2])
+    clusters = np.array([2, 2, 0, 0, 1, 1, 0])
+    assert hungarian_mapping(clusters, labels, 3) == {2: 0, 0: 1, 1: 2}
+
+
+def test_cluster_purity() -> None:
+    labels = np.array([0, 0, 1, 1, 1, 2])
+    clusters = np.array([0, 0, 0, 1, 1, 1])
+    assert cluster_purity(clusters, labels) == pytest.approx(4 / 6)
+
+
+@pytest.mark.parametrize("model", ["svm", "knn", "random_forest", "kmeans"])
+def test_classical_model_trains_and_is_tracked(
+    make_cfg: Callable[..., DictConfig], tmp_path: Path, model: str
+) -> None:
+    metrics = train(make_cfg([f"model={model}"]))
+    assert 0.0 <= metrics["test/uar"] <= 1.0
+    client = MlflowClient(f"sqlite:///{tmp_path.resolve()}/mlruns/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("ser-synthetic").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["test/uar"] == pytest.approx(metrics["test/uar"])
+    if model == "kmeans":
+        assert 0.0 <= run.data.metrics["test/purity"] <= 1.0
+        assert -1.0 <= run.data.metrics["test/ari"] <= 1.0
+    else:
+        assert metrics["test/uar"] > 0.4  # well above chance (0.25) on the synthetic corpus
+    local = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / "dl")))
+    pipeline = joblib.load(local / "model.joblib")
+    assert type(pipeline[0]).__name__ == "StandardScaler"
+    # the scaler saw the training speakers' utterances and nothing else
+    assert pipeline[0].n_samples_seen_ == run.data.metrics["data/train_utterances"]
+    assert (local / "confusion_matrix.png").exists()
