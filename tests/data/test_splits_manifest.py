@@ -87,3 +87,12 @@ def test_interrupted_manifest_write_keeps_the_old_file(tmp_path: Path) -> None:
         write_manifest(Boom(corpus()), path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.csv"]
+
+
+def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    path = write_manifest(corpus().assign(split="train"), tmp_path / "m.csv")
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
