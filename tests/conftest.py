@@ -103,6 +103,24 @@ def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
 
 
 @pytest.fixture
+def train_args(tmp_path: Path, data_dir: Path) -> Callable[..., list[str]]:
+    """The real `python train.py ...` command line on the small corpus, logging into tmp_path."""
+
+    def args(*overrides: str) -> list[str]:
+        return [
+            sys.executable,
+            str(REPO_ROOT / "train.py"),
+            *overrides,
+            f"paths.root_dir={tmp_path}",
+            f"paths.data_dir={data_dir}",
+            *SMALL_CORPUS,
+            "callbacks.progress_bar=null",
+        ]
+
+    return args
+
+
+@pytest.fixture
 def chdir_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.chdir(tmp_path)
     yield tmp_path

@@ -153,23 +153,8 @@ def test_cli_overlapping_manifest_is_refused_before_any_run(
 
 
 @pytest.mark.slow
-def test_sweep_puts_its_runs_in_one_experiment(
-    tmp_path: Path, data_dir: Path, python: str, repo_root: Path, cli, small_corpus: list[str]
-) -> None:
-    result = cli(
-        [
-            python,
-            str(repo_root / "train.py"),
-            "-m",
-            "model=mlp,cnn",
-            "debug=fast",
-            f"paths.root_dir={tmp_path}",
-            f"paths.data_dir={data_dir}",
-            *small_corpus,
-            "callbacks.progress_bar=null",
-        ],
-        cwd=tmp_path,
-    )
+def test_sweep_puts_its_runs_in_one_experiment(tmp_path: Path, cli, train_args) -> None:
+    result = cli(train_args("-m", "model=mlp,cnn", "debug=fast"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     found = runs(store(tmp_path))
     assert len(found) == 2
@@ -180,19 +165,8 @@ def test_sweep_puts_its_runs_in_one_experiment(
 
 
 @pytest.mark.slow
-def test_sigterm_during_training_ends_the_run_killed(
-    tmp_path: Path, data_dir: Path, python: str, repo_root: Path, small_corpus: list[str]
-) -> None:
-    args = [
-        python,
-        str(repo_root / "train.py"),
-        "trainer.max_epochs=500",
-        "callbacks.early_stopping=null",
-        f"paths.root_dir={tmp_path}",
-        f"paths.data_dir={data_dir}",
-        *small_corpus,
-        "callbacks.progress_bar=null",
-    ]
+def test_sigterm_during_training_ends_the_run_killed(tmp_path: Path, train_args) -> None:
+    args = train_args("trainer.max_epochs=500", "callbacks.early_stopping=null")
     (tmp_path / "mlruns").mkdir()
     client = store(tmp_path)
     client.search_experiments()  # create the schema now: two processes migrating at once clash
@@ -219,22 +193,9 @@ def test_sigterm_during_training_ends_the_run_killed(
 
 
 @pytest.mark.slow
-def test_optuna_sweep_maximises_the_returned_metric(
-    tmp_path: Path, data_dir: Path, python: str, repo_root: Path, cli, small_corpus: list[str]
-) -> None:
+def test_optuna_sweep_maximises_the_returned_metric(tmp_path: Path, cli, train_args) -> None:
     result = cli(
-        [
-            python,
-            str(repo_root / "train.py"),
-            "-m",
-            "hparams_search=optuna",
-            "hydra.sweeper.n_trials=2",
-            "debug=fast",
-            f"paths.root_dir={tmp_path}",
-            f"paths.data_dir={data_dir}",
-            *small_corpus,
-            "callbacks.progress_bar=null",
-        ],
+        train_args("-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", "debug=fast"),
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
