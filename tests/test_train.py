@@ -297,3 +297,22 @@ def test_speaker_dependent_runs_say_so(make_cfg: ComposeFn, tmp_path: Path) -> N
     (run,) = runs(store(tmp_path))
     assert run.info.run_name.endswith("speaker_dependent")
     assert run.data.tags["speaker_independent"] == "false"
+
+
+def test_speaker_norm_standardises_each_speaker_and_is_labelled(
+    make_cfg: ComposeFn, tmp_path: Path
+) -> None:
+    datamodule = build_datamodule(make_cfg(["features.speaker_norm=true"]))
+    datamodule.prepare()
+    for speaker in datamodule.manifest["speaker"].unique():
+        rows = np.flatnonzero(datamodule.manifest["speaker"] == speaker)
+        split = datamodule.manifest["split"].iloc[rows[0]]
+        index = np.flatnonzero(datamodule.manifest["split"] == split)
+        mine = [list(index).index(r) for r in rows]
+        frames = np.concatenate([datamodule.split_features(split)[i] for i in mine])
+        np.testing.assert_allclose(frames.mean(axis=0), 0.0, atol=1e-3)
+        np.testing.assert_allclose(frames.std(axis=0), 1.0, atol=1e-3)
+    train(make_cfg(["features.speaker_norm=true", "model=mlp", "trainer.max_epochs=1"]))
+    (run,) = runs(store(tmp_path))
+    assert run.info.run_name.endswith("-speaker_norm")
+    assert run.data.tags["speaker_norm"] == "true"

@@ -52,6 +52,7 @@ def build_datamodule(
         manifest=load_manifest(cfg) if manifest is None else manifest,
         labels=list(cfg.dataset.labels),
         speaker_independent=cfg.protocol.get("speaker_independent", True),
+        speaker_norm=cfg.features.get("speaker_norm", False),
         preprocessor=instantiate(frontend.preprocess),
         extractor=instantiate(frontend.features.extractor),
         extractor_config=OmegaConf.to_container(frontend.features.extractor, resolve=True),
@@ -131,10 +132,19 @@ def _run_tags(cfg: DictConfig) -> dict[str, str]:
         "features": cfg.features.name,
         "protocol": cfg.protocol.name,
         "speaker_independent": str(cfg.protocol.get("speaker_independent", True)).lower(),
+        "speaker_norm": str(cfg.features.get("speaker_norm", False)).lower(),
         **_sweep_tags(),
     }
     tags.update({f"tag.{t}": "true" for t in cfg.get("tags") or []})
     return tags
+
+
+def _mlflow_settings(cfg: DictConfig) -> dict[str, Any]:
+    """The logger.mlflow config, resolved; speaker-normalised runs say so in their name."""
+    settings = OmegaConf.to_container(cfg.logger.mlflow, resolve=True)
+    if cfg.features.get("speaker_norm"):
+        settings["run_name"] = f"{settings.get('run_name')}-speaker_norm"
+    return settings
 
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
@@ -163,7 +173,7 @@ def train(
     mlflow = None
     for name, settings in (cfg.get("logger") or {}).items():
         if name == "mlflow":
-            settings = OmegaConf.to_container(settings, resolve=True)
+            settings = _mlflow_settings(cfg)
             tags = _run_tags(cfg)
             if parent_run_id is not None:
                 settings["run_name"] = f"{settings.get('run_name')}-fold{fold}"
@@ -259,9 +269,8 @@ def cross_validate(cfg: DictConfig, folds: list[pd.DataFrame]) -> dict[str, floa
     artifacts = output_dir / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
     parent = None
-    settings = (cfg.get("logger") or {}).get("mlflow")
-    if settings is not None:
-        settings = OmegaConf.to_container(settings, resolve=True)
+    if (cfg.get("logger") or {}).get("mlflow") is not None:
+        settings = _mlflow_settings(cfg)
         tags = _run_tags(cfg) | {"folds": str(len(folds))}
         parent = mlflow_logger(settings, cfg.paths.mlruns_dir, tags)
         parent.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))

@@ -126,6 +126,20 @@ class AugmentedDataset(Dataset):
         return feats, self.labels[index]
 
 
+def normalise_per_speaker(features: list[np.ndarray], speakers: list[str]) -> list[np.ndarray]:
+    """Standardise each speaker's frames with the mean and std of all of that speaker's audio
+    (labels unused): the usual speaker-adaptation step. Test speakers use their own audio's
+    statistics, so results with it are reported apart from the train-only normalisation."""
+    out = list(features)
+    for speaker in set(speakers):
+        rows = [i for i, s in enumerate(speakers) if s == speaker]
+        frames = np.concatenate([features[i] for i in rows]).astype(np.float64)
+        mean, std = frames.mean(axis=0), np.maximum(frames.std(axis=0), 1e-5)
+        for i in rows:
+            out[i] = ((features[i] - mean) / std).astype(np.float32)
+    return out
+
+
 class SERDataModule(pl.LightningDataModule):
     """Turns a manifest into DataLoaders; feature statistics come from training speakers only."""
 
@@ -144,6 +158,7 @@ class SERDataModule(pl.LightningDataModule):
         window_s: float | None = None,
         window_hop_s: float | None = None,
         speaker_independent: bool = True,
+        speaker_norm: bool = False,
     ) -> None:
         super().__init__()
         if speaker_independent:
@@ -159,6 +174,9 @@ class SERDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.window_s, self.window_hop_s = window_s, window_hop_s
+        self.speaker_norm = speaker_norm
+        if speaker_norm and augment is not None:
+            raise SerError("features.speaker_norm works on cached features; use augmentation=none")
         if window_s is not None and not getattr(extractor, "hop_length", None):
             raise SerError("data.window_s needs frame-level features; these have no frame hop")
         if window_s is not None and augment is not None:
@@ -197,6 +215,8 @@ class SERDataModule(pl.LightningDataModule):
             )
         self.manifest = self.manifest[keep].reset_index(drop=True)
         features = [f for f in result.features if f is not None]
+        if self.speaker_norm:
+            features = normalise_per_speaker(features, list(self.manifest["speaker"]))
         label_index = {name: i for i, name in enumerate(self.labels)}
         for split in SPLITS:
             rows = np.flatnonzero(self.manifest["split"] == split)
