@@ -111,7 +111,11 @@ def test_protocol(option: str, compose: ComposeFn) -> None:
             "session": [f"S{i % 8 // 2}" for i in range(80)],
         }
     )
-    out = split(corpus)
+    if "test_dataset" in cfg.protocol:  # cross_corpus: the second corpus is all test
+        out = split(corpus, corpus.assign(path="other_" + corpus["path"]))
+        assert set(out.loc[out["split"] == "test", "path"].str[:6]) == {"other_"}
+    else:
+        out = split(corpus)
     for fold in out if isinstance(out, list) else [out]:
         assert set(fold["split"]) == {"train", "val", "test"}
         independent = (fold.groupby("speaker")["split"].nunique() == 1).all()

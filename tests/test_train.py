@@ -19,7 +19,8 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import balanced_accuracy_score
 
-from ser.data.manifest import build_manifest, write_manifest
+from ser.data.manifest import build_manifest, load_folds, write_manifest
+from ser.errors import SerError
 from ser.models import load_checkpoint
 from ser.train import build_datamodule, build_model, train, train_folds
 
@@ -316,3 +317,22 @@ def test_speaker_norm_standardises_each_speaker_and_is_labelled(
     (run,) = runs(store(tmp_path))
     assert run.info.run_name.endswith("-speaker_norm")
     assert run.data.tags["speaker_norm"] == "true"
+
+
+def test_cross_corpus_tests_on_the_other_corpus_only(make_cfg: ComposeFn, tmp_path: Path) -> None:
+    other = [
+        "protocol=cross_corpus",
+        "dataset@protocol.test_dataset=synthetic",
+        "protocol.test_dataset.loader.seed=1",  # a different corpus: other voices
+        "protocol.test_dataset.loader.utterances_per_emotion=2",
+    ]
+    (manifest,) = load_folds(make_cfg(other))
+    test = manifest[manifest["split"] == "test"]
+    assert len(test) == 8 * 4 * 2 and test["path"].str.contains("seed1").all()
+    assert not manifest.loc[manifest["split"] != "test", "path"].str.contains("seed1").any()
+    metrics = train(make_cfg([*other, "model=mlp", "trainer.max_epochs=2"]))
+    assert 0.0 <= metrics["test/uar"] <= 1.0
+    (run,) = runs(store(tmp_path))
+    assert run.data.tags["protocol"] == "cross_corpus"
+    with pytest.raises(SerError, match=r"set dataset\.labels=\[neutral,happy\]"):
+        load_folds(make_cfg([*other, "protocol.test_dataset.labels=[neutral,happy]"]))

@@ -16,25 +16,41 @@ from ser.errors import SerError
 
 REQUIRED_COLUMNS = ("path", "speaker", "label", "split")
 # Protocol config keys that describe the protocol rather than being arguments of its function.
-PROTOCOL_SETTINGS = ("name", "speaker_independent")
+PROTOCOL_SETTINGS = ("name", "speaker_independent", "test_dataset")
+
+
+def _load_corpus(dataset: DictConfig, labels: list[str], limit: int | None) -> pd.DataFrame:
+    corpus = instantiate(dataset.loader)
+    corpus = corpus[corpus["label"].isin(labels)].reset_index(drop=True)
+    if corpus.empty:
+        raise SerError(
+            f"dataset {dataset.name!r} has no utterances with labels {labels}; "
+            "check its loader root and labels"
+        )
+    if limit:
+        corpus = corpus.groupby(["speaker", "label"], sort=False).head(limit).reset_index(drop=True)
+    return corpus
 
 
 def build_folds(cfg: DictConfig) -> list[pd.DataFrame]:
     """Load the corpus named by `cfg.dataset`, keep its labels, and split it by `cfg.protocol`:
     one manifest for a hold-out protocol, one per fold for cross-validation."""
-    corpus = instantiate(cfg.dataset.loader)
     labels = list(cfg.dataset.labels)
-    corpus = corpus[corpus["label"].isin(labels)].reset_index(drop=True)
-    if corpus.empty:
-        raise SerError(
-            f"dataset {cfg.dataset.name!r} has no utterances with labels {labels}; "
-            "check dataset.root and dataset.labels"
-        )
     limit = cfg.data.get("max_per_speaker_label")
-    if limit:
-        corpus = corpus.groupby(["speaker", "label"], sort=False).head(limit).reset_index(drop=True)
+    corpus = _load_corpus(cfg.dataset, labels, limit)
     protocol = {k: v for k, v in cfg.protocol.items() if k not in PROTOCOL_SETTINGS}
-    split = instantiate(protocol)(corpus)
+    test_dataset = cfg.protocol.get("test_dataset")
+    if test_dataset is None:
+        split = instantiate(protocol)(corpus)
+    else:
+        # Cross-corpus: the classes are the labels both corpora have, named explicitly.
+        shared = [label for label in labels if label in test_dataset.labels]
+        if shared != labels:
+            raise SerError(
+                f"{test_dataset.name} lacks labels {sorted(set(labels) - set(shared))} of "
+                f"{cfg.dataset.name}; set dataset.labels=[{','.join(shared)}] (the shared ones)"
+            )
+        split = instantiate(protocol)(corpus, _load_corpus(test_dataset, labels, limit))
     return split if isinstance(split, list) else [split]
 
 

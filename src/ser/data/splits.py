@@ -170,3 +170,23 @@ def speaker_dependent(
         out.loc[order[:n_test], "split"] = "test"
         out.loc[order[n_test : n_test + n_val], "split"] = "val"
     return out
+
+
+def cross_corpus(
+    manifest: pd.DataFrame, test_corpus: pd.DataFrame, val_fraction: float = 0.15, seed: int = 0
+) -> pd.DataFrame:
+    """Train and validate on `manifest`'s speakers, test on all of `test_corpus`. Test speakers
+    are prefixed with "test:" so that equal ids in two corpora never merge."""
+    speakers = sorted(manifest["speaker"].astype(str).unique())
+    if len(speakers) < 2:
+        raise SerError("cross_corpus needs at least 2 training speakers (train and val)")
+    order = [speakers[i] for i in np.random.default_rng(seed).permutation(len(speakers))]
+    val = set(order[: max(1, round(val_fraction * len(speakers)))])
+    train = manifest.assign(
+        speaker=manifest["speaker"].astype(str),
+        split=[("val" if s in val else "train") for s in manifest["speaker"].astype(str)],
+    )
+    test = test_corpus.assign(speaker="test:" + test_corpus["speaker"].astype(str), split="test")
+    out = pd.concat([train, test], ignore_index=True)
+    check_speaker_independent(out)
+    return out
