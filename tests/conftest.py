@@ -52,7 +52,8 @@ def make_cfg(tmp_path: Path, data_dir: Path) -> ComposeFn:
             [
                 f"paths.root_dir={tmp_path}",
                 f"paths.data_dir={data_dir}",
-                *SMALL_CORPUS,
+                # the small synthetic corpus, unless the test picks another dataset
+                *([] if any(o.startswith("dataset=") for o in overrides or []) else SMALL_CORPUS),
                 "callbacks.progress_bar=null",
                 *(overrides or []),
             ],

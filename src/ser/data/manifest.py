@@ -19,8 +19,11 @@ REQUIRED_COLUMNS = ("path", "speaker", "label", "split")
 PROTOCOL_SETTINGS = ("name", "speaker_independent", "test_dataset")
 
 
-def _load_corpus(dataset: DictConfig, labels: list[str], limit: int | None) -> pd.DataFrame:
+def _load_corpus(
+    dataset: DictConfig, labels: list[str], merge: dict[str, str], limit: int | None
+) -> pd.DataFrame:
     corpus = instantiate(dataset.loader)
+    corpus["label"] = corpus["label"].replace(merge)  # e.g. IEMOCAP excited -> happy
     corpus = corpus[corpus["label"].isin(labels)].reset_index(drop=True)
     if corpus.empty:
         raise SerError(
@@ -37,20 +40,23 @@ def build_folds(cfg: DictConfig) -> list[pd.DataFrame]:
     one manifest for a hold-out protocol, one per fold for cross-validation."""
     labels = list(cfg.dataset.labels)
     limit = cfg.data.get("max_per_speaker_label")
-    corpus = _load_corpus(cfg.dataset, labels, limit)
+    merge = dict(cfg.dataset.get("label_merge") or {})
+    corpus = _load_corpus(cfg.dataset, labels, merge, limit)
     protocol = {k: v for k, v in cfg.protocol.items() if k not in PROTOCOL_SETTINGS}
     test_dataset = cfg.protocol.get("test_dataset")
     if test_dataset is None:
         split = instantiate(protocol)(corpus)
     else:
         # Cross-corpus: the classes are the labels both corpora have, named explicitly.
-        shared = [label for label in labels if label in test_dataset.labels]
+        test_labels = {merge.get(label, label) for label in test_dataset.labels}
+        shared = [label for label in labels if label in test_labels]
         if shared != labels:
             raise SerError(
                 f"{test_dataset.name} lacks labels {sorted(set(labels) - set(shared))} of "
                 f"{cfg.dataset.name}; set dataset.labels=[{','.join(shared)}] (the shared ones)"
             )
-        split = instantiate(protocol)(corpus, _load_corpus(test_dataset, labels, limit))
+        test_corpus = _load_corpus(test_dataset, labels, merge, limit)
+        split = instantiate(protocol)(corpus, test_corpus)
     return split if isinstance(split, list) else [split]
 
 
