@@ -274,7 +274,9 @@ def test_cross_validation_logs_a_parent_with_a_child_per_fold(
     cfg = make_cfg(
         ["protocol=kfold_speaker", "protocol.n_folds=3", "model=mlp", "trainer.max_epochs=2"]
     )
+    output_dir = cfg.paths.output_dir
     summary = train_folds(cfg)
+    assert cfg.paths.output_dir == output_dir  # folds write below it, never change it
     client = store(tmp_path)
     found = runs(client)
     (parent,) = [r for r in found if "mlflow.parentRunId" not in r.data.tags]

@@ -7,6 +7,7 @@ optimise (so Hydra sweepers such as Optuna can maximise it).
 
 from __future__ import annotations
 
+import copy
 import logging
 import shutil
 import signal
@@ -277,7 +278,7 @@ def cross_validate(cfg: DictConfig, folds: list[pd.DataFrame]) -> dict[str, floa
     try:
         rows = []
         for k, manifest in enumerate(folds):
-            fold_cfg = cfg.copy()
+            fold_cfg = copy.deepcopy(cfg)  # a shallow copy would share (and change) cfg.paths
             with open_dict(fold_cfg):
                 fold_cfg.paths.output_dir = str(output_dir / f"fold{k}")
             parent_id = parent.run_id if parent is not None else None
