@@ -167,7 +167,8 @@ def train(
     output_dir = Path(cfg.paths.output_dir)
     artifacts = output_dir / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
-    (artifacts / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    with atomic_write(artifacts / "config.yaml") as tmp:
+        tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
     datamodule = build_datamodule(cfg, manifest=manifest)
     loggers: list[Any] = []
@@ -226,7 +227,8 @@ def _fit_and_test(
             client.log_metric(run_id, f"data/{split}_utterances", datamodule.split_size(split))
     if datamodule.skipped:
         lines = [f"{path}\t{reason}" for path, reason in datamodule.skipped.items()]
-        (artifacts / "skipped_files.tsv").write_text("\n".join(lines) + "\n")
+        with atomic_write(artifacts / "skipped_files.tsv") as tmp:
+            tmp.write_text("\n".join(lines) + "\n")
         log.warning("skipped %d unusable files (listed in skipped_files.tsv)", len(lines))
 
     model = build_model(cfg, datamodule)
@@ -278,7 +280,7 @@ def cross_validate(cfg: DictConfig, folds: list[pd.DataFrame]) -> dict[str, floa
     try:
         rows = []
         for k, manifest in enumerate(folds):
-            fold_cfg = copy.deepcopy(cfg)  # a shallow copy would share (and change) cfg.paths
+            fold_cfg = copy.deepcopy(cfg)  # each fold gets its own config; cfg stays as it was
             with open_dict(fold_cfg):
                 fold_cfg.paths.output_dir = str(output_dir / f"fold{k}")
             parent_id = parent.run_id if parent is not None else None
@@ -289,7 +291,8 @@ def cross_validate(cfg: DictConfig, folds: list[pd.DataFrame]) -> dict[str, floa
                 | {m: fold_metrics.get(m, float("nan")) for m in CV_METRICS}
             )
         table = pd.DataFrame(rows)
-        table.to_csv(artifacts / "folds.csv", index=False)
+        with atomic_write(artifacts / "folds.csv") as tmp:
+            table.to_csv(tmp, index=False)
         summary = {m: float(table[m].mean()) for m in CV_METRICS}
         summary |= {f"{m}_std": float(table[m].std(ddof=0)) for m in CV_METRICS}
         if cfg.get("test"):

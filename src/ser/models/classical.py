@@ -60,20 +60,23 @@ class ClassicalModel:
             self.pipeline.fit(x, y)
 
     def predict(self, datamodule: SERDataModule, split: str) -> np.ndarray:
-        predicted = self.pipeline.predict(self.features(datamodule, split))
+        return self._labels(self.pipeline.predict(self.features(datamodule, split)))
+
+    def _labels(self, outputs: np.ndarray) -> np.ndarray:
+        """Label indices from the pipeline's outputs (cluster ids are mapped, -1 if unmatched)."""
         if self.is_clustering:
-            return np.array([self.cluster_to_label.get(int(c), -1) for c in predicted])
-        return predicted
+            return np.array([self.cluster_to_label.get(int(c), -1) for c in outputs])
+        return outputs
 
     def evaluate(self, datamodule: SERDataModule, split: str) -> tuple[dict[str, float], list]:
         """Scores of a split (plus cluster purity and ARI for k-means) and the predictions."""
         targets = np.asarray(datamodule.targets(split))
-        preds = self.predict(datamodule, split)
+        outputs = self.pipeline.predict(self.features(datamodule, split))
+        preds = self._labels(outputs)
         metrics = scores(targets, preds)
         if self.is_clustering:
-            clusters = self.pipeline.predict(self.features(datamodule, split))
-            metrics["purity"] = cluster_purity(clusters, targets)
-            metrics["ari"] = float(adjusted_rand_score(targets, clusters))
+            metrics["purity"] = cluster_purity(outputs, targets)
+            metrics["ari"] = float(adjusted_rand_score(targets, outputs))
         return metrics, preds.tolist()
 
 
