@@ -29,7 +29,7 @@ bench: install
 	$(PY) scripts/bench_train.py
 
 lock:
-	$(UV) pip compile pyproject.toml --extra dev --extra cluster --extra opensmile --python-version 3.11 \
+	$(UV) pip compile pyproject.toml --extra dev --extra cluster --extra opensmile --extra mic --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 -o requirements.lock
 
 clean:

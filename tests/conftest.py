@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,50 @@ def train_args(tmp_path: Path, data_dir: Path) -> Callable[..., list[str]]:
 def chdir_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.chdir(tmp_path)
     yield tmp_path
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """A small model trained once per session: its checkpoint, MLflow store and run id."""
+
+    checkpoint: Path
+    mlruns_dir: Path
+    run_id: str
+    config: DictConfig
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"sqlite:///{self.mlruns_dir / 'mlflow.db'}"
+
+
+def train_small_model(root: Path, data_dir: Path, overrides: list[str]) -> TrainedRun:
+    """Train on the small synthetic corpus (a few epochs) and keep the best checkpoint."""
+    from ser.train import train
+
+    cfg = compose_config(
+        [
+            f"paths.root_dir={root}",
+            f"paths.data_dir={data_dir}",
+            *SMALL_CORPUS,
+            "callbacks.progress_bar=null",
+            "trainer.max_epochs=4",
+            f"save_checkpoint={root / 'model.ckpt'}",
+            *overrides,
+        ]
+    )
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(root / "output")
+    train(cfg)
+    from mlflow.tracking import MlflowClient
+
+    mlruns = root / "mlruns"
+    client = MlflowClient(f"sqlite:///{mlruns / 'mlflow.db'}")
+    (experiment,) = [e for e in client.search_experiments() if e.name != "Default"]
+    (run,) = client.search_runs([experiment.experiment_id])
+    return TrainedRun(root / "model.ckpt", mlruns, run.info.run_id, cfg)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> TrainedRun:
+    """The default model (cnn_lstm on logmel), trained once for the tests that use a model."""
+    return train_small_model(tmp_path_factory.mktemp("trained"), data_dir, [])
