@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,16 @@ from mlflow.tracking import MlflowClient
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODELS = ["svm:pyaa", "mlp:logmel", "cnn:logmel", "lstm:logmel", "cnn_lstm:logmel"]
 BEGIN, END = "<!-- bench_accuracy:begin -->", "<!-- bench_accuracy:end -->"
+HEADER = [
+    "model",
+    "features",
+    "overrides",
+    "UAR, train-only normalisation",
+    "WA",
+    "macro-F1",
+    "UAR, per-speaker normalisation",
+    "minutes",
+]
 
 
 def run(root: Path, ravdess: Path, model: str, features: str, extra: list[str]) -> dict:
@@ -90,37 +99,47 @@ def main() -> None:
                 flush=True,
             )
     minutes = (time.perf_counter() - started) / 60
-    table = [
-        "| model | features | UAR, train-only normalisation | WA | macro-F1 | "
-        "UAR, per-speaker normalisation | minutes |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    overrides = " ".join(extra) or "-"
+    new_rows = {}
     for model, features, m, norm in rows:
         speaker = f"{norm['test/uar_mean']:.3f} ± {norm['test/uar_std']:.3f}" if norm else "-"
         spent = (m["seconds"] + (norm["seconds"] if norm else 0)) / 60
-        table.append(
-            f"| {model} | {features} | **{m['test/uar_mean']:.3f} ± "
+        new_rows[(model, features, overrides)] = (
+            f"| {model} | {features} | {overrides} | **{m['test/uar_mean']:.3f} ± "
             f"{m['test/uar_std']:.3f}** | {m['test/wa_mean']:.3f} | "
             f"{m['test/f1_mean']:.3f} | {speaker} | {spent:.1f} |"
         )
-    overrides = " ".join(extra) or "none"
-    block = "\n".join(
-        [
-            BEGIN,
-            *table,
-            "",
-            f"`python scripts/bench_accuracy.py --models {' '.join(args.models)}`"
-            f" (extra overrides: {overrides}); {minutes:.0f} minutes on "
-            f"{os.cpu_count()} CPU cores.",
-            END,
-        ]
-    )
-    print(block)
+    print("\n".join(new_rows.values()))
+    print(f"{minutes:.0f} minutes on {os.cpu_count()} CPU cores")
     text = args.readme.read_text()
     if BEGIN in text:
-        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
-        args.readme.write_text(text)
+        block = text[text.index(BEGIN) : text.index(END)]
+        args.readme.write_text(text.replace(block, table_block(block, new_rows)))
         print(f"updated {args.readme}")
+
+
+def table_block(block: str, new_rows: dict[tuple[str, str, str], str]) -> str:
+    """The README block with `new_rows` replacing the rows of the same model, features and
+    overrides (other rows are kept, so models can be benchmarked one run at a time)."""
+    kept = {}
+    for line in block.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| ") and len(cells) == len(HEADER) and cells[0] != HEADER[0]:
+            kept[(cells[0], cells[1], cells[2])] = line
+    merged = {**kept, **new_rows}
+    total = sum(float(line.strip("|").split("|")[-1]) for line in merged.values())
+    return "\n".join(
+        [
+            BEGIN,
+            "| " + " | ".join(HEADER) + " |",
+            "|" + "---|" * len(HEADER),
+            *merged.values(),
+            "",
+            f"Each row: `python scripts/bench_accuracy.py --models MODEL:FEATURES [-- OVERRIDES]`; "
+            f"all rows together took {total:.0f} minutes on {os.cpu_count()} CPU cores.",
+            "",
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -173,3 +173,9 @@ def train_small_model(root: Path, data_dir: Path, overrides: list[str]) -> Train
 def trained_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> TrainedRun:
     """The default model (cnn_lstm on logmel), trained once for the tests that use a model."""
     return train_small_model(tmp_path_factory.mktemp("trained"), data_dir, [])
+
+
+@pytest.fixture(scope="session")
+def causal_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> TrainedRun:
+    """A streaming classifier (cnn_lstm, model.causal=true), trained once for the RL tests."""
+    return train_small_model(tmp_path_factory.mktemp("causal"), data_dir, ["model.causal=true"])

@@ -89,7 +89,7 @@ def test_model(option: str, features: str, compose: ComposeFn) -> None:
     extractor = instantiate(cfg.features.extractor)
     n_classes = len(cfg.dataset.labels)
     net = instantiate(cfg.model.net, input_dim=extractor.dim, num_classes=n_classes)
-    model_cfg = {k: v for k, v in cfg.model.items() if k != "net"}
+    model_cfg = {k: v for k, v in cfg.model.items() if k not in ("net", "causal")}
     module = instantiate(model_cfg, net=net, class_names=list(cfg.dataset.labels))
     assert isinstance(module, SERModule)
     x = extractor(torch.randn(2, 12000))
@@ -200,6 +200,26 @@ def test_paths_and_hydra_dirs(compose: ComposeFn) -> None:
     assert cfg.paths.mlruns_dir == "/somewhere/mlruns"
     assert cfg.hydra.run.dir.startswith("/somewhere/logs/train/runs/")
     assert cfg.hydra.job.chdir is False
+
+
+@pytest.mark.parametrize("algorithm", options("rl/algorithm"))
+@pytest.mark.parametrize("option", options("rl"))
+def test_rl(option: str, algorithm: str, compose: ComposeFn) -> None:
+    cfg = compose([f"rl={option}", f"rl/algorithm={algorithm}"], "rl_train")
+    assert cfg.rl.name == option
+    assert cfg.model.causal  # the classifier it trains first is a streaming one
+    factory = instantiate(cfg.rl.algorithm)
+    assert factory.func.__name__ == algorithm.upper()
+
+
+@pytest.mark.parametrize("model", ["lstm", "cnn_lstm"])
+def test_causal_model_option(model: str, compose: ComposeFn) -> None:
+    cfg = compose([f"model={model}", "model.causal=true"])
+    net = instantiate(cfg.model.net, input_dim=40, num_classes=4)
+    assert net.causal
+    assert not instantiate(
+        compose([f"model={model}"]).model.net, input_dim=40, num_classes=4
+    ).causal
 
 
 @pytest.mark.parametrize("config_name", ["prepare", "extract", "evaluate"])

@@ -81,7 +81,8 @@ def build_model(cfg: DictConfig, datamodule: SERDataModule) -> SERModule | Class
         num_classes=datamodule.num_classes,
     )
     mean, std = datamodule.feature_stats()
-    model_cfg = {k: v for k, v in cfg.model.items() if k != "net"}
+    # `causal` is a net setting, lifted to the model group so that `model.causal=true` works.
+    model_cfg = {k: v for k, v in cfg.model.items() if k not in ("net", "causal")}
     model = instantiate(
         model_cfg,
         _convert_="partial",  # plain lists in checkpoints, loadable with weights_only
@@ -258,6 +259,16 @@ def _fit_and_test(
         mlflow.experiment.log_artifacts(mlflow.run_id, str(artifacts))
         if best:
             mlflow.experiment.log_artifact(mlflow.run_id, best, "checkpoints")
+        if best and cfg.get("register_model"):
+            from ser.serve.registry import register_model
+
+            version = register_model(
+                mlflow.run_id,
+                cfg.register_model,
+                tracking_uri=mlflow._tracking_uri,
+                checkpoint=best,
+            )
+            print(f"Registered models:/{cfg.register_model}/{version} (alias champion)")
     return metrics
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -170,8 +171,14 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[SERMod
     path = Path(path)
     if not path.is_file():
         raise SerError(f"checkpoint {path} not found; train one with `python train.py`")
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    cfg = ckpt.get(CONFIG_KEY)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError) as err:
+        raise SerError(
+            f"{path} is not a readable checkpoint ({type(err).__name__}); give a .ckpt saved "
+            "by `python train.py`"
+        ) from None
+    cfg = ckpt.get(CONFIG_KEY) if isinstance(ckpt, dict) else None
     if cfg is None:
         raise SerError(f"{path} is not a ser checkpoint (no stored config); retrain with ser")
     state = ckpt["state_dict"]

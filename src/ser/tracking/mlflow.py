@@ -47,7 +47,16 @@ def mlflow_logger(
         tags={**(settings.pop("tags", None) or {}), **tags},
         **settings,
     )
-    _ = logger.run_id  # creates the experiment and the run now, so a crash can mark it FAILED
+    # MLflow's set_tracking_uri (called by Lightning here) also exports MLFLOW_TRACKING_URI,
+    # which would send every later run in this process to this store: put it back as it was.
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        _ = logger.run_id  # creates the experiment and the run now, so a crash can mark it FAILED
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before
     return logger
 
 

@@ -1,0 +1,146 @@
+"""Early-decision strategies scored on held-out speakers: the agent, the full utterance, fixed
+fractions, and posterior-confidence thresholds; accuracy against audio consumed."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import balanced_accuracy_score
+
+from ser.atomic import atomic_write
+from ser.rl.env import TERMINATE, ObservationSpec
+from ser.rl.streams import UtteranceStream
+
+FIXED_FRACTIONS = (0.25, 0.5, 0.75)
+CONFIDENCE_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+
+PolicyFn = Callable[[np.ndarray], np.ndarray]
+
+
+def policy_decisions(
+    policy: PolicyFn, streams: Sequence[UtteranceStream], spec: ObservationSpec
+) -> np.ndarray:
+    """Chunks heard when `policy` (observations -> actions, batched) terminates each stream."""
+    heard = np.zeros(len(streams), dtype=int)
+    active = np.arange(len(streams))
+    step = 1
+    while len(active):
+        obs = np.stack([spec.build(streams[i], np.array(step)) for i in active])
+        actions = np.asarray(policy(obs)).reshape(-1)
+        ends = np.array([streams[i].chunks == step for i in active])
+        done = (actions == TERMINATE) | ends
+        heard[active[done]] = step
+        active = active[~done]
+        step += 1
+    return heard
+
+
+def full_decisions(streams: Sequence[UtteranceStream]) -> np.ndarray:
+    return np.array([s.chunks for s in streams])
+
+
+def fraction_decisions(streams: Sequence[UtteranceStream], fraction: float) -> np.ndarray:
+    """Stop after the first chunk that reaches `fraction` of the utterance."""
+    return np.array([max(1, math.ceil(fraction * s.chunks)) for s in streams])
+
+
+def confidence_decisions(streams: Sequence[UtteranceStream], threshold: float) -> np.ndarray:
+    """Stop at the first chunk whose top posterior reaches `threshold` (else at the end)."""
+    heard = []
+    for s in streams:
+        confident = np.flatnonzero(s.posteriors.max(axis=1) >= threshold)
+        heard.append(int(confident[0]) + 1 if len(confident) else s.chunks)
+    return np.array(heard)
+
+
+def score(streams: Sequence[UtteranceStream], heard: np.ndarray) -> dict[str, float]:
+    """UAR and WA of the predictions at the decisions, and how much audio they took."""
+    labels = np.array([s.label for s in streams])
+    preds = np.array(
+        [int(np.argmax(s.posteriors[k - 1])) for s, k in zip(streams, heard, strict=True)]
+    )
+    fractions = np.array([float(s.fraction_heard(k)) for s, k in zip(streams, heard, strict=True)])
+    seconds = np.array([float(s.seconds_heard(k)) for s, k in zip(streams, heard, strict=True)])
+    return {
+        "uar": float(balanced_accuracy_score(labels, preds)),
+        "wa": float(np.mean(labels == preds)),
+        "fraction_mean": float(fractions.mean()),
+        "fraction_median": float(np.median(fractions)),
+        "seconds_mean": float(seconds.mean()),
+    }
+
+
+def baseline_table(streams: Sequence[UtteranceStream]) -> pd.DataFrame:
+    """One row per baseline strategy (full, fixed fractions, confidence thresholds)."""
+    rows = [{"strategy": "full", "setting": 1.0, **score(streams, full_decisions(streams))}]
+    for f in FIXED_FRACTIONS:
+        rows.append(
+            {"strategy": "fixed", "setting": f, **score(streams, fraction_decisions(streams, f))}
+        )
+    for t in CONFIDENCE_THRESHOLDS:
+        heard = confidence_decisions(streams, t)
+        rows.append({"strategy": "confidence", "setting": t, **score(streams, heard)})
+    return pd.DataFrame(rows)
+
+
+def confidence_uar_at(table: pd.DataFrame, fraction: float) -> float:
+    """The confidence baseline's UAR at `fraction` of audio heard (linear interpolation
+    along its trade-off curve, capped by its end points)."""
+    curve = table[table.strategy == "confidence"].sort_values("fraction_mean")
+    return float(np.interp(fraction, curve.fraction_mean, curve.uar))
+
+
+def fractions_heard(streams: Sequence[UtteranceStream], heard: np.ndarray) -> np.ndarray:
+    return np.array([float(s.fraction_heard(k)) for s, k in zip(streams, heard, strict=True)])
+
+
+def plot_tradeoff(
+    table: pd.DataFrame, path: Path, agent_fractions: np.ndarray | None = None, title: str = ""
+) -> Path:
+    """Accuracy (UAR) against the mean fraction of speech heard, every strategy in one plot;
+    with the agent's per-utterance fractions as a histogram beside it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = 2 if agent_fractions is not None else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 4.5), squeeze=False)
+    ax = axes[0, 0]
+    conf = table[table.strategy == "confidence"].sort_values("fraction_mean")
+    ax.plot(conf.fraction_mean, conf.uar, "o-", color="tab:blue", label="confidence threshold")
+    fixed = table[table.strategy.isin(["fixed", "full"])].sort_values("fraction_mean")
+    ax.plot(fixed.fraction_mean, fixed.uar, "s--", color="tab:gray", label="fixed fraction")
+    full = table[table.strategy == "full"].iloc[0]
+    ax.axhline(full.uar, color="black", lw=0.8, ls=":", label=f"full utterance ({full.uar:.3f})")
+    agents = table[table.strategy == "agent"]
+    ax.plot(agents.fraction_mean, agents.uar, "*", ms=14, color="tab:red", label="Emo-RL agent")
+    for _, row in agents.iterrows():
+        ax.annotate(
+            f"λ={row.setting:g}",
+            (row.fraction_mean, row.uar),
+            xytext=(5, -12),
+            textcoords="offset points",
+            fontsize=8,
+        )
+    ax.set_xlabel("mean fraction of speech heard")
+    ax.set_ylabel("UAR")
+    ax.set_xlim(0, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title or "Accuracy against audio consumed (held-out speakers)")
+    if agent_fractions is not None:
+        hist = axes[0, 1]
+        hist.hist(agent_fractions, bins=20, range=(0, 1), color="tab:red", alpha=0.8)
+        hist.set_xlabel("fraction of speech heard before the decision")
+        hist.set_ylabel("utterances")
+        hist.set_title("Agent's decision points")
+    fig.tight_layout()
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path

@@ -1,0 +1,276 @@
+"""Emo-RL training and evaluation: `python -m ser.rl.train rl=emorl` (or rl=label_dqn).
+
+Steps: a causal classifier (given, or trained first on the same speakers) -> its posteriors
+after every chunk of every utterance, computed once -> SB3 agents trained on the streams of
+`rl.agent_split` speakers -> decisions on the test speakers against the baselines -> one MLflow
+run with SB3's curves, the metrics, the trade-off plot and the saved policies.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+from sklearn.metrics import balanced_accuracy_score
+from stable_baselines3.common.env_util import make_vec_env
+
+from ser.atomic import atomic_write
+from ser.data.manifest import load_folds
+from ser.errors import SerError, exit_on_user_error
+from ser.rl.env import LabelEnv, ObservationSpec, Reward, StreamingEmotionEnv
+from ser.rl.evaluate import (
+    baseline_table,
+    confidence_uar_at,
+    fractions_heard,
+    plot_tradeoff,
+    policy_decisions,
+    score,
+)
+from ser.rl.streams import UtteranceStream, check_streaming, stream_files
+from ser.serve.model import Recognizer, load_recognizer
+from ser.tracking import finish_run, git_commit, mlflow_logger, run_summary
+from ser.tracking.sb3 import sb3_logger
+from ser.train import CONFIG_DIR, train
+
+log = logging.getLogger(__name__)
+
+
+def classifier(cfg: DictConfig, manifest: pd.DataFrame) -> Recognizer:
+    """The configured streaming classifier, or one trained now on the manifest's speakers."""
+    if cfg.rl.classifier:
+        recognizer = load_recognizer(cfg.rl.classifier)
+        extractor = OmegaConf.to_container(cfg.features.extractor, resolve=True)
+        check_streaming(recognizer, extractor)
+        return recognizer
+    path = Path(cfg.paths.output_dir) / "classifier.ckpt"
+    train_cfg = copy.deepcopy(cfg)
+    with open_dict(train_cfg):
+        train_cfg.save_checkpoint = str(path)
+        train_cfg.paths.output_dir = str(Path(cfg.paths.output_dir) / "classifier")
+    train(train_cfg, manifest)
+    recognizer = load_recognizer(path)
+    check_streaming(recognizer)
+    return recognizer
+
+
+def split_streams(
+    recognizer: Recognizer, manifest: pd.DataFrame, split: str, chunk_s: float
+) -> list[UtteranceStream]:
+    rows = manifest[manifest["split"] == split]
+    unknown = sorted(set(rows["label"]) - set(recognizer.class_names))
+    if unknown:
+        raise SerError(
+            f"labels {unknown} are not among the classifier's classes {recognizer.class_names}; "
+            "use the dataset and label_map it was trained with"
+        )
+    index = {name: i for i, name in enumerate(recognizer.class_names)}
+    streams, skipped = stream_files(
+        recognizer, list(rows["path"]), [index[x] for x in rows["label"]], chunk_s
+    )
+    if skipped:
+        log.warning("%s: skipped %d files: %s", split, len(skipped), list(skipped.items())[:3])
+    if not streams:
+        raise SerError(f"no usable {split} utterances to stream; check the dataset and protocol")
+    return streams
+
+
+def _agent(cfg: DictConfig, env: Any, client: Any, run_id: str, prefix: str) -> Any:
+    model = instantiate(cfg.rl.algorithm)(env=env, seed=cfg.seed, verbose=0)
+    logger = sb3_logger(client, run_id, prefix, verbose=cfg.rl.verbose)
+    model.set_logger(logger)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a small MLP per step: extra threads only contend
+    try:
+        model.learn(
+            total_timesteps=int(cfg.rl.total_timesteps),
+            log_interval=int(cfg.rl.log_interval),
+            progress_bar=True,
+        )
+    finally:
+        torch.set_num_threads(threads)
+        logger.close()  # flushes the buffered metrics to MLflow
+    return model
+
+
+def save_policy(model: Any, path: Path, cfg: DictConfig, spec: ObservationSpec) -> None:
+    """The SB3 policy, and beside it (.json) what replaying it needs: chunk, observation."""
+    model.save(path)
+    meta = {
+        "algorithm": cfg.rl.algorithm._target_,
+        "chunk_s": float(cfg.rl.chunk_s),
+        "observation": dataclasses.asdict(spec),
+    }
+    with atomic_write(path.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2))
+
+
+def run_emorl(
+    cfg: DictConfig,
+    train_streams: list[UtteranceStream],
+    test_streams: list[UtteranceStream],
+    client: Any,
+    run_id: str,
+    artifacts: Path,
+) -> dict[str, float]:
+    spec = ObservationSpec(**cfg.rl.observation)
+    table = baseline_table(test_streams)
+    longest = max(s.duration_s for s in train_streams + test_streams)
+    agent_rows, agent_fractions = [], None
+    for wait_cost in cfg.rl.wait_costs:
+        reward = Reward(cfg.rl.reward.correct, cfg.rl.reward.wrong, float(wait_cost))
+        env = make_vec_env(
+            StreamingEmotionEnv,
+            n_envs=int(cfg.rl.n_envs),
+            seed=int(cfg.seed),
+            env_kwargs={
+                "streams": train_streams,
+                "reward": reward,
+                "observation": spec,
+                "max_seconds": longest,
+            },
+        )
+        model = _agent(cfg, env, client, run_id, f"lambda{wait_cost:g}/")
+        save_policy(model, artifacts / f"policy_lambda{wait_cost:g}.zip", cfg, spec)
+        heard = policy_decisions(
+            lambda obs, m=model: m.predict(obs, deterministic=True)[0], test_streams, spec
+        )
+        agent_rows.append(
+            {"strategy": "agent", "setting": float(wait_cost)} | score(test_streams, heard)
+        )
+        if agent_fractions is None:
+            agent_fractions = fractions_heard(test_streams, heard)
+    table = pd.concat([table, pd.DataFrame(agent_rows)], ignore_index=True)
+    with atomic_write(artifacts / "decisions.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    plot_tradeoff(table, artifacts / "accuracy_vs_audio.png", agent_fractions)
+    full = table[table.strategy == "full"].iloc[0]
+    metrics = {"test/full_uar": full.uar, "test/full_wa": full.wa}
+    for row in agent_rows:
+        tag = f"lambda{row['setting']:g}"
+        metrics |= {
+            f"test/agent_uar_{tag}": row["uar"],
+            f"test/agent_wa_{tag}": row["wa"],
+            f"test/agent_fraction_{tag}": row["fraction_mean"],
+            f"test/agent_seconds_{tag}": row["seconds_mean"],
+            f"test/agent_vs_confidence_uar_{tag}": row["uar"]
+            - confidence_uar_at(table, row["fraction_mean"]),
+        }
+    first = agent_rows[0]
+    metrics |= {
+        "test/agent_uar": first["uar"],
+        "test/agent_wa": first["wa"],
+        "test/agent_fraction": first["fraction_mean"],
+        "test/agent_seconds": first["seconds_mean"],
+    }
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return metrics
+
+
+def final_observations(streams: list[UtteranceStream]) -> np.ndarray:
+    """The classifier's full-utterance posterior and hidden summary."""
+    return np.stack([np.concatenate([s.posteriors[-1], s.hidden[-1]]) for s in streams])
+
+
+def run_label_dqn(
+    cfg: DictConfig,
+    train_streams: list[UtteranceStream],
+    test_streams: list[UtteranceStream],
+    client: Any,
+    run_id: str,
+    artifacts: Path,
+) -> dict[str, float]:
+    classes = train_streams[0].posteriors.shape[1]
+    env = make_vec_env(
+        LabelEnv,
+        n_envs=int(cfg.rl.n_envs),
+        seed=int(cfg.seed),
+        env_kwargs={
+            "observations": final_observations(train_streams),
+            "labels": [s.label for s in train_streams],
+            "num_classes": classes,
+            "correct": cfg.rl.reward.correct,
+            "wrong": cfg.rl.reward.wrong,
+        },
+    )
+    model = _agent(cfg, env, client, run_id, "")
+    model.save(artifacts / "policy_label_dqn.zip")
+    labels = np.array([s.label for s in test_streams])
+    agent = model.predict(final_observations(test_streams), deterministic=True)[0]
+    supervised = np.array([int(np.argmax(s.posteriors[-1])) for s in test_streams])
+    metrics = {
+        "test/agent_uar": float(balanced_accuracy_score(labels, agent)),
+        "test/agent_wa": float(np.mean(agent == labels)),
+        "test/full_uar": float(balanced_accuracy_score(labels, supervised)),
+        "test/full_wa": float(np.mean(supervised == labels)),
+    }
+    print(
+        f"label DQN UAR {metrics['test/agent_uar']:.3f} vs the supervised classifier "
+        f"{metrics['test/full_uar']:.3f} on the same test speakers"
+    )
+    return metrics
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Train and evaluate the configured RL set-up; returns the test metrics."""
+    pl.seed_everything(cfg.seed, workers=True)
+    if cfg.rl.name not in ("emorl", "label_dqn"):
+        raise SerError(f"rl={cfg.rl.name} is unknown; use rl=emorl or rl=label_dqn")
+    folds = load_folds(cfg)
+    manifest = folds[int(cfg.rl.get("fold", 0))]
+    output_dir = Path(cfg.paths.output_dir)
+    artifacts = output_dir / "artifacts"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    recognizer = classifier(cfg, manifest)
+
+    settings = OmegaConf.to_container(cfg.logger.mlflow, resolve=True)
+    settings["experiment_name"] = f"{settings['experiment_name']}-rl"
+    settings["run_name"] = f"{cfg.rl.name}-{cfg.rl.algorithm._target_.rsplit('.', 1)[-1]}"
+    tags = {
+        "git_commit": git_commit(Path(__file__).parent),
+        "dataset": cfg.dataset.name,
+        "rl": cfg.rl.name,
+        "classifier": recognizer.source,
+        "agent_split": cfg.rl.agent_split,
+    }
+    logger = mlflow_logger(settings, cfg.paths.mlruns_dir, tags)
+    client, run_id = logger.experiment, logger.run_id
+    try:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        chunk_s = float(cfg.rl.chunk_s)
+        train_streams = split_streams(recognizer, manifest, cfg.rl.agent_split, chunk_s)
+        test_streams = split_streams(recognizer, manifest, "test", chunk_s)
+        runner = run_emorl if cfg.rl.name == "emorl" else run_label_dqn
+        metrics = runner(cfg, train_streams, test_streams, client, run_id, artifacts)
+        with atomic_write(artifacts / "metrics.json") as tmp:
+            tmp.write_text(json.dumps(metrics, indent=2))
+        for key, value in metrics.items():
+            client.log_metric(run_id, key, float(value))
+        client.log_artifacts(run_id, str(artifacts))
+    except BaseException as error:
+        finish_run(logger, error)
+        raise
+    finish_run(logger, None)
+    print(f"\n{run_summary(logger)}\nOutputs: {output_dir}")
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="rl_train")
+@exit_on_user_error
+def main(cfg: DictConfig) -> float:
+    """Hydra entry point; returns the agent's test UAR."""
+    return run(cfg)["test/agent_uar"]
+
+
+if __name__ == "__main__":
+    main()

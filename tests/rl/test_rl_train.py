@@ -1,0 +1,152 @@
+"""The real `python -m ser.rl.train` command line: Emo-RL and the label DQN, logged to MLflow;
+and the clear errors for unusable classifiers and audio."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from ser.errors import AudioError, SerError
+from ser.rl.streams import check_streaming, stream_wave
+from ser.serve.model import load_recognizer
+
+pytestmark = pytest.mark.slow
+
+
+def rl_args(tmp_path: Path, data_dir: Path, small_corpus: list[str], *overrides: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "ser.rl.train",
+        f"paths.root_dir={tmp_path}",
+        f"paths.data_dir={data_dir}",
+        *small_corpus,
+        "callbacks.progress_bar=null",
+        *overrides,
+    ]
+
+
+def rl_run(tmp_path: Path):
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("ser-synthetic-rl")
+    (run,) = client.search_runs([experiment.experiment_id])
+    return client, run
+
+
+def test_emorl_cli_trains_evaluates_and_logs(
+    cli, repo_root, tmp_path, data_dir, small_corpus, causal_run
+) -> None:
+    result = cli(
+        rl_args(
+            tmp_path,
+            data_dir,
+            small_corpus,
+            f"rl.classifier={causal_run.checkpoint}",
+            "rl.total_timesteps=1500",
+            "rl.n_envs=2",
+            "rl.algorithm.learning_starts=200",
+            "rl.wait_costs=[0.01,0.1]",
+        ),
+        cwd=repo_root,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    client, run = rl_run(tmp_path)
+    assert run.info.status == "FINISHED"
+    metrics = run.data.metrics
+    for key in ("test/agent_uar", "test/full_uar", "test/agent_fraction", "test/agent_seconds"):
+        assert key in metrics
+    assert 0.0 < metrics["test/agent_fraction"] <= 1.0
+    # SB3's own metrics reach the same run, per lambda
+    assert client.get_metric_history(run.info.run_id, "lambda0.01/train/loss")
+    assert client.get_metric_history(run.info.run_id, "lambda0.1/rollout/exploration_rate")
+    local = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / "dl")))
+    assert (local / "policy_lambda0.01.zip").is_file()
+    assert (local / "accuracy_vs_audio.png").read_bytes()[:4] == b"\x89PNG"
+    table = (local / "decisions.csv").read_text()
+    assert {"full", "fixed", "confidence", "agent"} <= {
+        line.split(",")[0] for line in table.splitlines()[1:]
+    }
+    assert json.loads((local / "metrics.json").read_text())["test/agent_uar"] == pytest.approx(
+        metrics["test/agent_uar"]
+    )
+
+    # the saved policy makes an early decision on a file through ser-stream
+    wav = next((data_dir / "synthetic").rglob("*.wav"))
+    stream = cli(
+        [
+            sys.executable,
+            "-m",
+            "ser.serve.stream",
+            str(wav),
+            "--model",
+            str(causal_run.checkpoint),
+            "--policy",
+            str(local / "policy_lambda0.1.zip"),
+            "--out",
+            str(tmp_path / "stream"),
+        ],
+        cwd=repo_root,
+    )
+    assert stream.returncode == 0, stream.stderr[-2000:]
+    (line,) = [x for x in stream.stdout.splitlines() if x.startswith("early decision (Emo-RL)")]
+    assert "s of speech" in line
+
+
+def test_label_dqn_cli_reports_against_the_supervised_model(
+    cli, repo_root, tmp_path, data_dir, small_corpus, causal_run
+) -> None:
+    result = cli(
+        rl_args(
+            tmp_path,
+            data_dir,
+            small_corpus,
+            "rl=label_dqn",
+            f"rl.classifier={causal_run.checkpoint}",
+            "rl.total_timesteps=1000",
+            "rl.algorithm.learning_starts=100",
+        ),
+        cwd=repo_root,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "vs the supervised classifier" in result.stdout
+    _, run = rl_run(tmp_path)
+    assert {"test/agent_uar", "test/full_uar"} <= set(run.data.metrics)
+
+
+def test_non_causal_classifier_is_refused(trained_run) -> None:
+    with pytest.raises(SerError, match=r"not a causal model.*model\.causal=true"):
+        check_streaming(load_recognizer(trained_run.checkpoint))
+
+
+def test_classifier_with_other_features_is_refused(
+    cli, repo_root, tmp_path, data_dir, small_corpus, causal_run
+) -> None:
+    result = cli(
+        rl_args(
+            tmp_path,
+            data_dir,
+            small_corpus,
+            f"rl.classifier={causal_run.checkpoint}",
+            "features=mfcc",
+        ),
+        cwd=repo_root,
+    )
+    assert result.returncode == 2
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert "trained with features LogMel" in line and "MFCC" in line
+
+
+def test_utterance_shorter_than_a_chunk_is_an_error(causal_run) -> None:
+    recognizer = load_recognizer(causal_run.checkpoint)
+    wave = np.random.default_rng(0).normal(0, 0.1, 3000).astype(np.float32)  # 0.19 s
+    with pytest.raises(AudioError, match="shorter than one chunk"):
+        stream_wave(recognizer, wave, chunk_s=0.25)
+    stream = stream_wave(recognizer, wave, chunk_s=0.1)
+    assert stream.chunks == 2
+    np.testing.assert_allclose(stream.posteriors.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(stream.posteriors[-1], recognizer.posteriors(wave), atol=1e-5)
