@@ -7,7 +7,7 @@ exists, else on the synthetic corpus. Prints the goal checks side by side:
 agent UAR within 2 points of the full utterance at <= 60 % of the speech heard, and the agent
 above the confidence-threshold baseline at the same amount of audio.
 
-    python scripts/bench_emorl.py [--root ../shared/data/ravdess] [--wait-costs 0.005 0.02 0.05]
+    python scripts/bench_emorl.py [--root ../shared/data/ravdess] [--wait-costs 0.02 0.05 0.1 0.2]
         [-- extra Hydra overrides]
 """
 
@@ -32,7 +32,7 @@ BEGIN, END = "<!-- bench_emorl:begin -->", "<!-- bench_emorl:end -->"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=REPO.parent / "shared" / "data" / "ravdess")
-    parser.add_argument("--wait-costs", nargs="+", default=["0.005", "0.02", "0.05"])
+    parser.add_argument("--wait-costs", nargs="+", default=["0.02", "0.05", "0.1", "0.2"])
     parser.add_argument("--readme", type=Path, default=REPO / "README.md")
     parser.add_argument("--image", type=Path, default=REPO / "docs/img/emorl_tradeoff.png")
     args, extra = parser.parse_known_args()

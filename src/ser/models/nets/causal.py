@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ser.features.functionals import time_mask
+from ser.models.nets.layers import check_feature_depth
 
 
 @dataclass
@@ -32,11 +33,7 @@ class CausalConvBlocks(nn.Module):
 
     def __init__(self, channels: list[int], kernel_size: int = 3, input_dim: int = 64) -> None:
         super().__init__()
-        if input_dim < 2 ** len(channels):
-            raise ValueError(
-                f"{len(channels)} conv blocks halve the feature axis {len(channels)} times, "
-                f"but the features have only {input_dim} dims; use fewer channels entries"
-            )
+        check_feature_depth(channels, input_dim)
         self.context = kernel_size - 1
         self.in_channels = [1, *channels[:-1]]
         self.in_dims: list[int] = []

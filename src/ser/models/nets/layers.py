@@ -17,16 +17,21 @@ def masked_mean_std(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return torch.cat([mean, torch.sqrt(var + 1e-6)], dim=-1)
 
 
+def check_feature_depth(channels: list[int], input_dim: int) -> None:
+    """Each conv block halves the feature axis: refuse more blocks than it has room for."""
+    if input_dim < 2 ** len(channels):
+        raise ValueError(
+            f"{len(channels)} conv blocks halve the feature axis {len(channels)} times, "
+            f"but the features have only {input_dim} dims; use fewer channels entries"
+        )
+
+
 class ConvBlocks(nn.Module):
     """Conv2d-BatchNorm-ReLU-MaxPool(2) blocks over (time, feature); pools both axes by 2 each."""
 
     def __init__(self, channels: list[int], kernel_size: int = 3, input_dim: int = 64) -> None:
         super().__init__()
-        if input_dim < 2 ** len(channels):
-            raise ValueError(
-                f"{len(channels)} conv blocks halve the feature axis {len(channels)} times, "
-                f"but the features have only {input_dim} dims; use fewer channels entries"
-            )
+        check_feature_depth(channels, input_dim)
         blocks: list[nn.Module] = []
         in_ch = 1
         for out_ch in channels:
