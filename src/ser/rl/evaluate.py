@@ -63,7 +63,7 @@ def score(streams: Sequence[UtteranceStream], heard: np.ndarray) -> dict[str, fl
     preds = np.array(
         [int(np.argmax(s.posteriors[k - 1])) for s, k in zip(streams, heard, strict=True)]
     )
-    fractions = np.array([float(s.fraction_heard(k)) for s, k in zip(streams, heard, strict=True)])
+    fractions = fractions_heard(streams, heard)
     seconds = np.array([float(s.seconds_heard(k)) for s, k in zip(streams, heard, strict=True)])
     return {
         "uar": float(balanced_accuracy_score(labels, preds)),
