@@ -6,8 +6,9 @@ run (an MLflow parent with 6 fold runs). Columns: UAR mean and std with normalis
 the training speakers only, and, separately, with per-speaker normalisation
 (`features.speaker_norm=true`, which uses each test speaker's own unlabelled audio).
 
-    python scripts/bench_accuracy.py [--root ../shared/data/ravdess] [--models svm:pyaa mlp:logmel]
-        [--no-speaker-norm] [--readme README.md] [-- extra Hydra overrides]
+    python scripts/bench_accuracy.py [--root ../shared/data/ravdess] [--models svm:pyaa mlp:logmel
+        experiment=ravdess_mlp_compare] [--no-speaker-norm] [--readme README.md]
+        [-- extra Hydra overrides]
 """
 
 from __future__ import annotations
@@ -37,17 +38,25 @@ HEADER = [
 ]
 
 
-def run(root: Path, ravdess: Path, model: str, features: str, extra: list[str]) -> dict:
-    """One cross-validated run; returns the parent run's metrics and the wall time."""
+def run(root: Path, ravdess: Path, spec: str, extra: list[str]) -> dict:
+    """One cross-validated run of a `model:features` pair or an `experiment=NAME`; returns the
+    parent run's metrics, its model and features, and the wall time."""
+    if spec.startswith("experiment="):
+        choice = [spec]
+    else:
+        model, features = spec.split(":")
+        choice = [
+            "dataset=ravdess",
+            "protocol=kfold_speaker",
+            f"model={model}",
+            f"features={features}",
+        ]
     env = {**os.environ, "SER_ROOT": str(root), "RAVDESS_ROOT": str(ravdess)}
     env.pop("MLFLOW_TRACKING_URI", None)
     args = [
         sys.executable,
         str(REPO / "train.py"),
-        "dataset=ravdess",
-        "protocol=kfold_speaker",
-        f"model={model}",
-        f"features={features}",
+        *choice,
         "callbacks.progress_bar=null",
         *extra,
     ]
@@ -61,13 +70,19 @@ def run(root: Path, ravdess: Path, model: str, features: str, extra: list[str]) 
         for r in client.search_runs([experiment.experiment_id], order_by=["start_time DESC"])
         if "mlflow.parentRunId" not in r.data.tags
     ]
-    return {**parents[0].data.metrics, "seconds": seconds}
+    tags = parents[0].data.tags
+    return {**parents[0].data.metrics, "seconds": seconds} | {
+        "model": tags["model"],
+        "features": tags["features"],
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=REPO.parent / "shared" / "data" / "ravdess")
-    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help="model:features")
+    parser.add_argument(
+        "--models", nargs="+", default=DEFAULT_MODELS, help="model:features or experiment=NAME"
+    )
     parser.add_argument("--no-speaker-norm", action="store_true")
     parser.add_argument("--readme", type=Path, default=REPO / "README.md")
     args, extra = parser.parse_known_args()
@@ -78,16 +93,15 @@ def main() -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for spec in args.models:
-            model, features = spec.split(":")
-            train_only = run(Path(tmp), args.root, model, features, extra)
+            train_only = run(Path(tmp), args.root, spec, extra)
             norm = (
                 None
                 if args.no_speaker_norm
-                else run(
-                    Path(tmp), args.root, model, features, [*extra, "features.speaker_norm=true"]
-                )
+                else run(Path(tmp), args.root, spec, [*extra, "features.speaker_norm=true"])
             )
-            rows.append((model, features, train_only, norm))
+            model, features = train_only["model"], train_only["features"]
+            overrides = " ".join([spec] * spec.startswith("experiment=") + extra) or "-"
+            rows.append((model, features, overrides, train_only, norm))
             print(
                 f"{model:9s} {features:7s} UAR {train_only['test/uar_mean']:.3f} "
                 f"+- {train_only['test/uar_std']:.3f} ({train_only['seconds']:.0f} s)"
@@ -99,9 +113,8 @@ def main() -> None:
                 flush=True,
             )
     minutes = (time.perf_counter() - started) / 60
-    overrides = " ".join(extra) or "-"
     new_rows = {}
-    for model, features, m, norm in rows:
+    for model, features, overrides, m, norm in rows:
         speaker = f"{norm['test/uar_mean']:.3f} ± {norm['test/uar_std']:.3f}" if norm else "-"
         spent = (m["seconds"] + (norm["seconds"] if norm else 0)) / 60
         new_rows[(model, features, overrides)] = (

@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import pytorch_lightning as pl
 import soundfile as sf
 import torch
+from hydra.utils import instantiate
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import balanced_accuracy_score
@@ -268,6 +270,30 @@ def test_window_training_cuts_train_utterances_only(make_cfg: ComposeFn) -> None
     assert 0.0 <= metrics["test/uar"] <= 1.0
 
 
+def test_random_crop_cuts_random_pieces_of_train_utterances_only(make_cfg: ComposeFn) -> None:
+    datamodule = build_datamodule(make_cfg(["data.random_crop_s=0.3"]))
+    crops, whole = datamodule.dataset("train"), datamodule.split_features("train")
+    min_frames = round(0.3 * 16000 / datamodule.extractor.hop_length)
+    torch.manual_seed(0)
+    cut = 0
+    for i in range(len(crops)):
+        piece, source = crops[i][0].numpy(), whole[i]
+        assert min_frames <= len(piece) <= len(source)
+        cut += len(piece) < len(source)
+        # a contiguous piece of its own utterance
+        starts = [s for s in range(len(source) - len(piece) + 1) if (source[s] == piece[0]).all()]
+        assert any(np.array_equal(source[s : s + len(piece)], piece) for s in starts)
+    assert cut > 0.8 * len(crops)
+    second = [len(crops[i][0]) for i in range(len(crops))]  # fresh pieces on every draw
+    assert second != [len(crops[i][0]) for i in range(len(crops))]
+    test = datamodule.dataset("test")
+    assert [len(test[i][0]) for i in range(len(test))] == [
+        len(f) for f in datamodule.split_features("test")
+    ]
+    with pytest.raises(SerError, match="augmentation=none"):
+        build_datamodule(make_cfg(["data.random_crop_s=0.3", "augmentation=light"]))
+
+
 def test_cross_validation_logs_a_parent_with_a_child_per_fold(
     make_cfg: ComposeFn, tmp_path: Path
 ) -> None:
@@ -338,3 +364,41 @@ def test_cross_corpus_tests_on_the_other_corpus_only(make_cfg: ComposeFn, tmp_pa
     assert run.data.tags["protocol"] == "cross_corpus"
     with pytest.raises(SerError, match=r"set dataset\.labels=\[neutral,happy\]"):
         load_folds(make_cfg([*other, "protocol.test_dataset.labels=[neutral,happy]"]))
+
+
+def test_onecycle_schedule_spans_the_whole_run(make_cfg: ComposeFn) -> None:
+    cfg = make_cfg(["model=mlp", "model/scheduler=onecycle", "trainer.max_epochs=4"])
+    datamodule = build_datamodule(cfg)
+    model = build_model(cfg, datamodule)
+    rates: list[float] = []
+
+    class RecordRate(pl.Callback):
+        def on_train_batch_start(self, trainer: pl.Trainer, *args: object) -> None:
+            rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    trainer = instantiate(
+        cfg.trainer, logger=False, enable_checkpointing=False, callbacks=[RecordRate()]
+    )
+    trainer.fit(model, datamodule=datamodule)
+    (config,) = trainer.lr_scheduler_configs
+    assert isinstance(config.scheduler, torch.optim.lr_scheduler.OneCycleLR)
+    # the run length comes from the trainer: one step per batch over all epochs
+    assert config.scheduler.total_steps == 4 * len(datamodule.train_dataloader()) == len(rates)
+    peak = cfg.model.optimizer.lr  # max_lr interpolates the optimizer's lr
+    assert max(rates) == pytest.approx(peak, rel=0.05)
+    assert rates[0] == pytest.approx(peak / 25)  # warm-up start
+    assert rates[-1] < peak / 25  # annealed below the start by the end of the run
+
+
+def test_fixed_schedule_tests_the_last_epoch(make_cfg: ComposeFn) -> None:
+    cfg = make_cfg(
+        [
+            "model/scheduler=onecycle",
+            "trainer.max_epochs=3",
+            "callbacks.early_stopping=null",
+            "callbacks.model_checkpoint.monitor=null",
+        ]
+    )
+    train(cfg)
+    (checkpoint,) = (Path(cfg.paths.output_dir) / "checkpoints").glob("*.ckpt")
+    assert checkpoint.name.startswith("epoch002-")

@@ -64,6 +64,7 @@ def build_datamodule(
         num_workers=cfg.data.num_workers,
         window_s=cfg.data.get("window_s"),
         window_hop_s=cfg.data.get("window_hop_s"),
+        random_crop_s=cfg.data.get("random_crop_s"),
     )
 
 
@@ -82,7 +83,10 @@ def build_model(cfg: DictConfig, datamodule: SERDataModule) -> SERModule | Class
     )
     mean, std = datamodule.feature_stats()
     # `causal` is a net setting, lifted to the model group so that `model.causal=true` works.
-    model_cfg = {k: v for k, v in cfg.model.items() if k not in ("net", "causal")}
+    # Resolved first: a scheduler may interpolate other model keys (e.g. max_lr from lr).
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    for key in ("net", "causal"):
+        model_cfg.pop(key, None)
     model = instantiate(
         model_cfg,
         _convert_="partial",  # plain lists in checkpoints, loadable with weights_only
@@ -272,7 +276,8 @@ def _fit_and_test(
     return metrics
 
 
-CV_METRICS = ("test/uar", "test/wa", "test/f1", "val/uar_best")
+# val/uar is the last epoch's: the one to tune on when the last epoch is tested (fixed schedule).
+CV_METRICS = ("test/uar", "test/wa", "test/f1", "val/uar", "val/uar_best")
 
 
 def cross_validate(cfg: DictConfig, folds: list[pd.DataFrame]) -> dict[str, float]:

@@ -27,7 +27,7 @@ def test_cluster_purity() -> None:
     assert cluster_purity(clusters, labels) == pytest.approx(4 / 6)
 
 
-@pytest.mark.parametrize("model", ["svm", "knn", "random_forest", "kmeans"])
+@pytest.mark.parametrize("model", ["svm", "knn", "logreg", "random_forest", "kmeans"])
 def test_classical_model_trains_and_is_tracked(
     make_cfg: Callable[..., DictConfig], tmp_path: Path, model: str
 ) -> None:

@@ -39,23 +39,35 @@ SpecFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 class FeatureDataset(Dataset):
-    """Precomputed (cached) features with integer labels; optional SpecAugment on the fly."""
+    """Precomputed (cached) features with integer labels; optional SpecAugment on the fly.
+
+    With `min_crop_frames`, every draw cuts a segment of random length (from that many frames
+    up to the whole utterance) at a random position: the model learns to recognise from
+    pieces as short as what a streaming classifier has heard at its first decisions.
+    """
 
     def __init__(
         self,
         features: Sequence[np.ndarray],
         labels: Sequence[int],
         spec_augment: SpecFn | None = None,
+        min_crop_frames: int | None = None,
     ) -> None:
         self.features = [torch.from_numpy(f) for f in features]
         self.labels = list(labels)
         self.spec_augment = spec_augment
+        self.min_crop_frames = min_crop_frames
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         feats = self.features[index]
+        if self.min_crop_frames is not None and len(feats) > self.min_crop_frames:
+            # torch's generator: seeded by seed_everything, reseeded in DataLoader workers.
+            length = int(torch.randint(self.min_crop_frames, len(feats) + 1, ()).item())
+            start = int(torch.randint(0, len(feats) - length + 1, ()).item())
+            feats = feats[start : start + length]
         if self.spec_augment is not None:
             feats = self.spec_augment(feats)
         return feats, self.labels[index]
@@ -157,6 +169,7 @@ class SERDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         window_s: float | None = None,
         window_hop_s: float | None = None,
+        random_crop_s: float | None = None,
         speaker_independent: bool = True,
         speaker_norm: bool = False,
     ) -> None:
@@ -181,6 +194,17 @@ class SERDataModule(pl.LightningDataModule):
             raise SerError("data.window_s needs frame-level features; these have no frame hop")
         if window_s is not None and augment is not None:
             raise SerError("data.window_s works on cached features; use augmentation=none with it")
+        if random_crop_s is not None:
+            if not getattr(extractor, "hop_length", None):
+                raise SerError("data.random_crop_s needs frame-level features; these have no hop")
+            if augment is not None or window_s is not None:
+                raise SerError(
+                    "data.random_crop_s works on cached whole utterances; use it with "
+                    "augmentation=none and data.window_s=null"
+                )
+            if random_crop_s <= 0:
+                raise SerError(f"data.random_crop_s={random_crop_s} must be > 0 seconds")
+        self.random_crop_s = random_crop_s
         self.skipped: dict[str, str] = {}
         self.fingerprint = ""
         self._features: dict[str, list[np.ndarray]] = {}
@@ -278,7 +302,13 @@ class SERDataModule(pl.LightningDataModule):
                 self.window_hop_s,
                 self.spec_augment,
             )
-        return FeatureDataset(self._features["train"], self._targets["train"], self.spec_augment)
+        min_crop_frames = None
+        if self.random_crop_s is not None:
+            frame_rate = self.extractor.sample_rate / self.extractor.hop_length
+            min_crop_frames = max(1, round(self.random_crop_s * frame_rate))
+        return FeatureDataset(
+            self._features["train"], self._targets["train"], self.spec_augment, min_crop_frames
+        )
 
     def _loader(self, split: str) -> DataLoader:
         return DataLoader(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import pickle
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -149,6 +150,15 @@ class SERModule(pl.LightningModule):
         optimizer = self.optimizer_factory(params=self.parameters())
         if self.scheduler_factory is None:
             return optimizer
+        if _takes_total_steps(self.scheduler_factory):
+            # A per-step schedule over the whole run (e.g. OneCycleLR): its length comes from
+            # the trainer (max_epochs x batches), never from the config.
+            total = int(self.trainer.estimated_stepping_batches)
+            scheduler = self.scheduler_factory(optimizer=optimizer, total_steps=total)
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+            }
         return {
             "optimizer": optimizer,
             "lr_scheduler": {
@@ -160,6 +170,16 @@ class SERModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CONFIG_KEY] = self.run_config
+
+
+def _takes_total_steps(factory: Callable[..., Any]) -> bool:
+    """Whether a scheduler factory (a functools.partial from Hydra) wants the run's step count."""
+    target = getattr(factory, "func", factory)
+    try:
+        parameters = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        return False
+    return "total_steps" in parameters and "total_steps" not in getattr(factory, "keywords", {})
 
 
 def _or(value: torch.Tensor | None, default: torch.Tensor) -> torch.Tensor:
