@@ -100,7 +100,9 @@ def main() -> None:
                 else run(Path(tmp), args.root, spec, [*extra, "features.speaker_norm=true"])
             )
             model, features = train_only["model"], train_only["features"]
-            overrides = " ".join([spec] * spec.startswith("experiment=") + extra) or "-"
+            # An experiment row is named by its experiment; a model:features row by its cells.
+            named = [spec] if spec.startswith("experiment=") else []
+            overrides = " ".join(named + extra) or "-"
             rows.append((model, features, overrides, train_only, norm))
             print(
                 f"{model:9s} {features:7s} UAR {train_only['test/uar_mean']:.3f} "

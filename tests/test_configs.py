@@ -31,6 +31,15 @@ def options(group: str) -> list[str]:
     return names
 
 
+def classical_model(cfg: DictConfig) -> ClassicalModel:
+    """The classical model a config names, instantiated as train.build_model does."""
+    settings = OmegaConf.to_container(cfg.model, resolve=True)
+    settings.pop("name")
+    model = instantiate(settings, _convert_="all")
+    assert isinstance(model, ClassicalModel)
+    return model
+
+
 def test_every_group_of_the_defaults_list_exists() -> None:
     defaults = OmegaConf.load(CONF / "train.yaml").defaults
     groups = [next(iter(d)) for d in defaults if isinstance(d, dict | type(defaults[1]))]
@@ -83,11 +92,7 @@ def test_features(option: str, compose: ComposeFn) -> None:
 def test_model(option: str, features: str, compose: ComposeFn) -> None:
     cfg = compose([f"model={option}", f"features={features}"])
     if "net" not in cfg.model:  # a classical model: an sklearn estimator on functionals
-        settings = OmegaConf.to_container(cfg.model, resolve=True)
-        settings.pop("name")
-        model = instantiate(settings, _convert_="all")
-        assert isinstance(model, ClassicalModel)
-        assert hasattr(model.estimator, "fit")
+        assert hasattr(classical_model(cfg).estimator, "fit")
         return
     extractor = instantiate(cfg.features.extractor)
     n_classes = len(cfg.dataset.labels)
@@ -179,9 +184,7 @@ def test_experiment(option: str, compose: ComposeFn) -> None:
     cfg = compose([f"experiment={option}"])
     extractor = instantiate(cfg.features.extractor)
     if "net" not in cfg.model:  # a classical model
-        settings = OmegaConf.to_container(cfg.model, resolve=True)
-        settings.pop("name")
-        assert isinstance(instantiate(settings, _convert_="all"), ClassicalModel)
+        classical_model(cfg)
         return
     net = instantiate(cfg.model.net, input_dim=extractor.dim, num_classes=len(cfg.dataset.labels))
     assert isinstance(net, torch.nn.Module)

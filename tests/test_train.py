@@ -390,6 +390,19 @@ def test_onecycle_schedule_spans_the_whole_run(make_cfg: ComposeFn) -> None:
     assert rates[-1] < peak / 25  # annealed below the start by the end of the run
 
 
+def test_onecycle_length_set_in_the_config_is_kept_and_stepped_per_batch(
+    make_cfg: ComposeFn,
+) -> None:
+    cfg = make_cfg(["model=mlp", "model/scheduler=onecycle", "+model.scheduler.total_steps=1000"])
+    datamodule = build_datamodule(cfg)
+    trainer = instantiate(cfg.trainer, max_epochs=1, logger=False, enable_checkpointing=False)
+    trainer.fit(build_model(cfg, datamodule), datamodule=datamodule)
+    (config,) = trainer.lr_scheduler_configs
+    assert config.scheduler.total_steps == 1000
+    assert config.interval == "step"
+    assert config.scheduler.last_epoch == len(datamodule.train_dataloader())
+
+
 def test_fixed_schedule_tests_the_last_epoch(make_cfg: ComposeFn) -> None:
     cfg = make_cfg(
         [

@@ -215,6 +215,11 @@ class SERDataModule(pl.LightningDataModule):
         return int(self.extractor.dim)
 
     @property
+    def frame_rate(self) -> float:
+        """Feature frames per second (frame-level extractors only)."""
+        return self.extractor.sample_rate / self.extractor.hop_length
+
+    @property
     def num_classes(self) -> int:
         return len(self.labels)
 
@@ -297,15 +302,14 @@ class SERDataModule(pl.LightningDataModule):
             return WindowDataset(
                 self._features["train"],
                 self._targets["train"],
-                self.extractor.sample_rate / self.extractor.hop_length,
+                self.frame_rate,
                 self.window_s,
                 self.window_hop_s,
                 self.spec_augment,
             )
         min_crop_frames = None
         if self.random_crop_s is not None:
-            frame_rate = self.extractor.sample_rate / self.extractor.hop_length
-            min_crop_frames = max(1, round(self.random_crop_s * frame_rate))
+            min_crop_frames = max(1, round(self.random_crop_s * self.frame_rate))
         return FeatureDataset(
             self._features["train"], self._targets["train"], self.spec_augment, min_crop_frames
         )

@@ -150,11 +150,13 @@ class SERModule(pl.LightningModule):
         optimizer = self.optimizer_factory(params=self.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        if _takes_total_steps(self.scheduler_factory):
-            # A per-step schedule over the whole run (e.g. OneCycleLR): its length comes from
-            # the trainer (max_epochs x batches), never from the config.
-            total = int(self.trainer.estimated_stepping_batches)
-            scheduler = self.scheduler_factory(optimizer=optimizer, total_steps=total)
+        if _is_per_step(self.scheduler_factory):
+            # A per-step schedule over the whole run (e.g. OneCycleLR): unless the config fixes
+            # it, its length comes from the trainer (max_epochs x batches).
+            steps = {}
+            if "total_steps" not in getattr(self.scheduler_factory, "keywords", {}):
+                steps["total_steps"] = int(self.trainer.estimated_stepping_batches)
+            scheduler = self.scheduler_factory(optimizer=optimizer, **steps)
             return {
                 "optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
@@ -172,14 +174,14 @@ class SERModule(pl.LightningModule):
         checkpoint[CONFIG_KEY] = self.run_config
 
 
-def _takes_total_steps(factory: Callable[..., Any]) -> bool:
-    """Whether a scheduler factory (a functools.partial from Hydra) wants the run's step count."""
+def _is_per_step(factory: Callable[..., Any]) -> bool:
+    """Whether a scheduler factory (a functools.partial from Hydra) builds a schedule over the
+    run's steps (it takes `total_steps`), stepped every batch rather than every epoch."""
     target = getattr(factory, "func", factory)
     try:
-        parameters = inspect.signature(target).parameters
+        return "total_steps" in inspect.signature(target).parameters
     except (TypeError, ValueError):
         return False
-    return "total_steps" in parameters and "total_steps" not in getattr(factory, "keywords", {})
 
 
 def _or(value: torch.Tensor | None, default: torch.Tensor) -> torch.Tensor:
