@@ -62,7 +62,7 @@ def test_augmentation(option: str, compose: ComposeFn) -> None:
     cfg = compose([f"augmentation={option}"])
     assert cfg.augmentation.name == option
     waveform, spec = build_augmentation(cfg.augmentation)
-    if option == "none":
+    if option in ("none", "speed_copies"):  # no on-the-fly stage
         assert waveform is None and spec is None
         return
     wave = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)

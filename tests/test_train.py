@@ -294,6 +294,34 @@ def test_random_crop_cuts_random_pieces_of_train_utterances_only(make_cfg: Compo
         build_datamodule(make_cfg(["data.random_crop_s=0.3", "augmentation=light"]))
 
 
+def test_speed_copies_add_cached_faster_and_slower_train_utterances(
+    make_cfg: ComposeFn,
+) -> None:
+    cfg = make_cfg(["augmentation=speed_copies", "augmentation.speed_copies=[0.8,1.25]"])
+    datamodule = build_datamodule(cfg)
+    plain = build_datamodule(make_cfg())
+    originals, n = plain.split_features("train"), plain.split_size("train")
+    train = datamodule.split_features("train")
+    assert len(train) == 3 * n and datamodule.targets("train") == plain.targets("train") * 3
+    for i in range(n):
+        assert np.array_equal(train[i], originals[i])
+        # 0.8x speed lasts 1.25x as long, 1.25x speed 0.8x: frame counts follow within a hop
+        assert abs(len(train[n + i]) - 1.25 * len(originals[i])) <= 2
+        assert abs(len(train[2 * n + i]) - 0.8 * len(originals[i])) <= 2
+        assert not np.allclose(train[n + i][: len(originals[i])], originals[i])
+    for split in ("val", "test"):  # never copied
+        assert datamodule.split_size(split) == plain.split_size(split)
+    cached = sorted(Path(cfg.paths.feature_cache_dir).rglob("*.npy"))
+    assert len(cached) == len(plain.manifest) + 2 * n  # the copies are cached too
+    again = build_datamodule(cfg).split_features("train")
+    assert all(np.array_equal(a, b) for a, b in zip(again, train, strict=True))
+    assert sorted(Path(cfg.paths.feature_cache_dir).rglob("*.npy")) == cached
+    with pytest.raises(SerError, match="waveform=null"):
+        build_datamodule(make_cfg(["augmentation=light", "+augmentation.speed_copies=[0.9]"]))
+    with pytest.raises(SerError, match=r"speed_copies=\[1.0\]"):
+        build_datamodule(make_cfg(["augmentation=speed_copies", "augmentation.speed_copies=[1]"]))
+
+
 def test_cross_validation_logs_a_parent_with_a_child_per_fold(
     make_cfg: ComposeFn, tmp_path: Path
 ) -> None:

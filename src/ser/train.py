@@ -65,6 +65,7 @@ def build_datamodule(
         window_s=cfg.data.get("window_s"),
         window_hop_s=cfg.data.get("window_hop_s"),
         random_crop_s=cfg.data.get("random_crop_s"),
+        speed_copies=list((cfg.augmentation or {}).get("speed_copies") or []),
     )
 
 

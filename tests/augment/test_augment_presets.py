@@ -56,8 +56,9 @@ def test_preset_instantiates_and_runs_cleanly(name: str, utterance: np.ndarray) 
     assert set(cfg) >= {"name", "waveform", "spec"}
     waveform = instantiate(cfg.waveform) if cfg.waveform is not None else None
     spec = instantiate(cfg.spec) if cfg.spec is not None else None
-    if name == "none":
+    if name in ("none", "speed_copies"):  # no on-the-fly stage (copies: tests/test_train.py)
         assert waveform is None and spec is None
+        assert all(rate > 0 and rate != 1 for rate in cfg.get("speed_copies", []))
         return
     assert isinstance(waveform, am.Compose)
     assert spec is None or isinstance(spec, SpecAugment)

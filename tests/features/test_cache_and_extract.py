@@ -55,6 +55,30 @@ def test_feature_or_preprocess_change_recomputes(files: list[str], tmp_path: Pat
     assert run(files, cache).cache_hits == 3
 
 
+def test_a_waveform_transform_is_applied_and_keyed_by_its_config(
+    files: list[str], tmp_path: Path
+) -> None:
+    cache, extractor = FeatureCache(tmp_path / "cache"), LogMel(n_mels=32)
+
+    def halve(wave: np.ndarray, sample_rate: int) -> np.ndarray:
+        return wave[: len(wave) // 2]
+
+    def copies(config: dict) -> object:
+        return extract_corpus(
+            files, Preprocessor(), extractor, {"n_mels": 32}, cache, False, halve, config
+        )
+
+    plain = run(files, cache)
+    half = copies({"half": True})
+    assert half.cache_hits == 0  # not served the untransformed entries
+    for a, b in zip(plain.features, half.features, strict=True):
+        assert abs(len(b) - len(a) / 2) <= 1
+    assert copies({"half": True}).cache_hits == 3 and copies({"half": 2}).cache_hits == 0
+    assert run(files, cache).cache_hits == 3  # the plain key is unchanged
+    with pytest.raises(ValueError, match="waveform_config"):
+        extract_corpus(files, Preprocessor(), extractor, {}, cache, False, halve)
+
+
 def test_changed_audio_content_misses(files: list[str], tmp_path: Path) -> None:
     cache = FeatureCache(tmp_path / "cache")
     run(files, cache)

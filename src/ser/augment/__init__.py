@@ -9,6 +9,11 @@ A preset has up to two stages, both for the training split only and never cached
   after extraction, so it also applies to features served from the feature cache. It returns a
   new tensor and never modifies its input.
 
+A preset may also list ``speed_copies``: fixed speed factors (e.g. ``[0.9, 1.1]``). Each adds
+one copy of every training utterance played at that speed. Unlike the two stages above, the
+copies are deterministic, so their features are computed once and cached like the originals',
+and every model (the classical ones too) trains on originals plus copies.
+
 Presets may also set ``background_dir``: a folder of noise recordings for
 ``background_noise``; when it is null that transform is left out of the pipeline.
 
@@ -37,13 +42,13 @@ import torch
 from hydra.utils import instantiate
 
 from ser.augment.spec import SpecAugment
-from ser.augment.waveform import Compose, SpeedChange, background_noise
+from ser.augment.waveform import Compose, SpeedChange, background_noise, change_speed
 from ser.errors import SerError
 
 WaveformFn = Callable[..., np.ndarray]
 SpecFn = Callable[[torch.Tensor], torch.Tensor]
 
-__all__ = ["Compose", "SpecAugment", "SpeedChange", "background_noise", "build"]
+__all__ = ["Compose", "SpecAugment", "SpeedChange", "background_noise", "build", "change_speed"]
 
 
 def build(cfg: Mapping[str, Any] | None) -> tuple[WaveformFn | None, SpecFn | None]:

@@ -32,6 +32,18 @@ class Compose(audiomentations.Compose):
         return np.ascontiguousarray(out, dtype=np.float32)
 
 
+def change_speed(
+    samples: NDArray[np.float32], sample_rate: int, rate: float
+) -> NDArray[np.float32]:
+    """The waveform played `rate` times faster: tempo and pitch both scale (Kaldi-style speed
+    perturbation); the length scales by 1 / rate."""
+    # Pretend the audio was recorded at sample_rate * rate and convert it to sample_rate:
+    # played back at sample_rate it then runs `rate` times faster (soxr takes float rates).
+    return librosa.resample(
+        samples, orig_sr=sample_rate * rate, target_sr=sample_rate, res_type="soxr_hq"
+    ).astype(np.float32, copy=False)
+
+
 class SpeedChange(BaseWaveformTransform):
     """Speed perturbation by resampling: tempo and pitch both scale by `rate`.
 
@@ -65,12 +77,7 @@ class SpeedChange(BaseWaveformTransform):
             self.parameters["rate"] = random.uniform(self.min_rate, self.max_rate)
 
     def apply(self, samples: NDArray[np.float32], sample_rate: int) -> NDArray[np.float32]:
-        rate = self.parameters["rate"]
-        # Pretend the audio was recorded at sample_rate * rate and convert it to sample_rate:
-        # played back at sample_rate it then runs `rate` times faster (soxr takes float rates).
-        out = librosa.resample(
-            samples, orig_sr=sample_rate * rate, target_sr=sample_rate, res_type="soxr_hq"
-        ).astype(np.float32, copy=False)
+        out = change_speed(samples, sample_rate, self.parameters["rate"])
         if self.leave_length_unchanged:
             out = librosa.util.fix_length(out, size=samples.shape[-1], axis=-1)
         return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from ser.augment import change_speed
 from ser.data.manifest import dataset_fingerprint
 from ser.data.splits import SPLITS, check_speaker_independent
 from ser.errors import SerError
@@ -172,6 +174,7 @@ class SERDataModule(pl.LightningDataModule):
         random_crop_s: float | None = None,
         speaker_independent: bool = True,
         speaker_norm: bool = False,
+        speed_copies: Sequence[float] = (),
     ) -> None:
         super().__init__()
         if speaker_independent:
@@ -205,6 +208,18 @@ class SERDataModule(pl.LightningDataModule):
             if random_crop_s <= 0:
                 raise SerError(f"data.random_crop_s={random_crop_s} must be > 0 seconds")
         self.random_crop_s = random_crop_s
+        self.speed_copies = [float(rate) for rate in speed_copies]
+        if self.speed_copies and augment is not None:
+            raise SerError(
+                "augmentation.speed_copies are cached copies; use them without an on-the-fly "
+                "waveform stage (augmentation.waveform=null)"
+            )
+        bad = [rate for rate in self.speed_copies if rate <= 0 or rate == 1]
+        if bad:
+            raise SerError(
+                f"augmentation.speed_copies={bad}: each speed factor must be > 0 and not 1 "
+                "(e.g. [0.9, 1.1])"
+            )
         self.skipped: dict[str, str] = {}
         self.fingerprint = ""
         self._features: dict[str, list[np.ndarray]] = {}
@@ -253,13 +268,36 @@ class SERDataModule(pl.LightningDataModule):
                 raise SerError(f"no usable utterances left in the {split} split; see skipped files")
             self._features[split] = [features[i] for i in rows]
             self._targets[split] = [label_index[x] for x in self.manifest["label"].iloc[rows]]
+        for rate in self.speed_copies:
+            self._add_speed_copies(rate)
+
+    def _add_speed_copies(self, rate: float) -> None:
+        """Append a copy of every training utterance played at `rate` times the speed."""
+        train = self.manifest[self.manifest["split"] == "train"]
+        result = extract_corpus(
+            list(train["path"]),
+            self.preprocessor,
+            self.extractor,
+            self.extractor_config,
+            self.cache,
+            waveform_fn=functools.partial(change_speed, rate=rate),
+            waveform_config={"speed_copy": rate},
+        )
+        keep = [i for i, f in enumerate(result.features) if f is not None]
+        features = [result.features[i] for i in keep]
+        if self.speaker_norm:
+            # A speed-shifted voice is standardised with its own statistics, like a new speaker.
+            features = normalise_per_speaker(features, list(train["speaker"].iloc[keep]))
+        self._features["train"] += features
+        self._targets["train"] += [self._targets["train"][i] for i in keep]
 
     def split_size(self, split: str) -> int:
         self.prepare()
         return len(self._targets[split])
 
     def split_features(self, split: str) -> list[np.ndarray]:
-        """The cached (never augmented) frame features of a split's utterances."""
+        """The cached frame features of a split's utterances (for train, followed by the
+        speed-perturbed copies, if any; never the on-the-fly augmentation)."""
         self.prepare()
         return list(self._features[split])
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,16 +41,28 @@ def extract_corpus(
     extractor_config: dict,
     cache: FeatureCache | None = None,
     progress: bool = True,
+    waveform_fn: Callable[[np.ndarray, int], np.ndarray] | None = None,
+    waveform_config: dict | None = None,
 ) -> Extraction:
-    """Features for every path; unusable files are collected in `skipped` with their reason."""
-    settings = config_digest(preprocessor.config(), extractor_config)
+    """Features for every path; unusable files are collected in `skipped` with their reason.
+
+    `waveform_fn(wave, sample_rate)` is a deterministic transform of each preprocessed waveform
+    (a speed-perturbed copy, say); `waveform_config` describes it and is part of the cache key.
+    """
+    if waveform_fn is not None and waveform_config is None:
+        raise ValueError("waveform_fn needs a waveform_config that names it in the cache key")
+    parts = [preprocessor.config(), extractor_config]
+    # Without a transform the key is unchanged, so existing caches stay valid.
+    settings = config_digest(*parts, waveform_config) if waveform_fn else config_digest(*parts)
     result = Extraction(features=[])
     # Per-utterance transforms are too small to split across threads: one thread is many times
     # faster than several that contend with each other.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        _extract_into(result, paths, preprocessor, extractor, settings, cache, progress)
+        _extract_into(
+            result, paths, preprocessor, extractor, settings, cache, progress, waveform_fn
+        )
     finally:
         torch.set_num_threads(threads)
     if result.skipped:
@@ -71,6 +83,7 @@ def _extract_into(
     settings: str,
     cache: FeatureCache | None,
     progress: bool,
+    waveform_fn: Callable[[np.ndarray, int], np.ndarray] | None,
 ) -> None:
     for path in tqdm(paths, desc="features", unit="file", disable=not progress):
         feats = None
@@ -86,7 +99,10 @@ def _extract_into(
                 result.cache_hits += 1
             else:
                 try:
-                    feats = features_of(preprocessor.load(path), extractor)
+                    wave = preprocessor.load(path)
+                    if waveform_fn is not None:
+                        wave = waveform_fn(wave, preprocessor.sample_rate)
+                    feats = features_of(wave, extractor)
                     if len(feats) == 0:
                         raise AudioError(path, "too short for one analysis window of the features")
                 except AudioError as err:
