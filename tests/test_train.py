@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import balanced_accuracy_score
 
 from ser.data.manifest import build_manifest, load_folds, write_manifest
-from ser.errors import SerError
+from ser.errors import SerError, find_user_error
 from ser.models import load_checkpoint
 from ser.train import build_datamodule, build_model, train, train_folds
 
@@ -45,6 +45,19 @@ def test_fast_dev_run(make_cfg: ComposeFn, net: str) -> None:
     metrics = train(make_cfg([f"model={net}", "debug=fdr", "logger=csv"]))
     assert np.isfinite(metrics["train/loss"])
     assert 0.0 <= metrics["val/uar"] <= 1.0
+
+
+def test_prefix_loss_trains_a_streaming_classifier_through_the_entry_point(
+    make_cfg: ComposeFn,
+) -> None:
+    cfg = make_cfg(["model=cnn_lstm", "model.causal=true", "model.prefix_loss_weight=0.5"])
+    assert build_model(cfg, build_datamodule(cfg)).prefix_loss_weight == 0.5
+    streaming = ["model=cnn_lstm", "model.causal=true", "model.prefix_loss_weight=0.5"]
+    metrics = train(make_cfg([*streaming, "debug=fdr", "logger=csv"]))
+    assert np.isfinite(metrics["train/loss"])
+    with pytest.raises(Exception) as raised:  # Hydra wraps it; the CLI prints the SerError
+        train(make_cfg(["model=cnn_lstm", "model.prefix_loss_weight=0.5", "debug=fdr"]))
+    assert "model.causal=true" in str(find_user_error(raised.value))
 
 
 @pytest.mark.parametrize("net", NETS)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
+from ser.errors import SerError
+from ser.models.module import SERModule
 from ser.models.nets import CNNLSTM, LSTM
 
 
@@ -52,3 +55,39 @@ def test_causal_output_ignores_the_future() -> None:
 def test_bidirectional_model_is_not_causal() -> None:
     assert not CNNLSTM(20, 3, channels=[4], hidden_size=8).causal
     assert CNNLSTM(20, 3, channels=[4], hidden_size=8, causal=True).causal
+
+
+def test_prefix_loss_scores_the_running_posterior_after_every_frame() -> None:
+    torch.manual_seed(0)
+    net = CNNLSTM(20, 4, channels=[4, 8], hidden_size=16, causal=True)
+    weights = torch.tensor([1.0, 2.0, 0.5, 1.5])
+    module = SERModule(net, list("abcd"), class_weights=weights, prefix_loss_weight=0.25).eval()
+    x, lengths, y = torch.randn(3, 40, 20), torch.tensor([40, 25, 9]), torch.tensor([0, 1, 3])
+    x[1, 25:], x[2, 9:] = 0, 0  # padding, as pad_collate leaves it
+    with torch.no_grad():
+        logits, prefix_loss = module._logits_and_prefix_loss(x, lengths, y)
+        torch.testing.assert_close(logits, module(x, lengths), atol=1e-5, rtol=0)
+        prefix = net.prefix_logits(module.normalise(x, lengths))
+        per_utterance = torch.stack(
+            [
+                nn.functional.cross_entropy(prefix[i, :n], y[i].repeat(int(n))).mean()
+                for i, n in enumerate(lengths)
+            ]
+        )
+        expected = (weights[y] * per_utterance).sum() / weights[y].sum()
+        torch.testing.assert_close(prefix_loss, expected)
+        full_loss = nn.functional.cross_entropy(logits, y, weight=weights)
+        assert not torch.isclose(prefix_loss, full_loss)
+        total = module._step((x, lengths, y), "train")
+        torch.testing.assert_close(total, 0.75 * full_loss + 0.25 * prefix_loss)
+        # validation and test score the whole utterance only
+        torch.testing.assert_close(module._step((x, lengths, y), "val"), full_loss)
+
+
+def test_prefix_loss_needs_a_causal_net_and_a_weight_in_0_1() -> None:
+    with pytest.raises(SerError, match=r"model\.causal=true"):
+        SERModule(
+            CNNLSTM(20, 4, channels=[4, 8], hidden_size=16), list("ab"), prefix_loss_weight=0.5
+        )
+    with pytest.raises(SerError, match=r"\[0, 1\]"):
+        SERModule(LSTM(20, 2, hidden_size=8, causal=True), list("ab"), prefix_loss_weight=1.5)

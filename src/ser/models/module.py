@@ -48,6 +48,7 @@ class SERModule(pl.LightningModule):
         feature_mean: torch.Tensor | None = None,
         feature_std: torch.Tensor | None = None,
         name: str | None = None,
+        prefix_loss_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(
@@ -62,6 +63,13 @@ class SERModule(pl.LightningModule):
             logger=False,
         )
         self.net = net
+        if not 0.0 <= prefix_loss_weight <= 1.0:
+            raise SerError(f"model.prefix_loss_weight={prefix_loss_weight} must be in [0, 1]")
+        if prefix_loss_weight and not getattr(net, "causal", False):
+            raise SerError(
+                "model.prefix_loss_weight needs a streaming classifier; add model.causal=true"
+            )
+        self.prefix_loss_weight = prefix_loss_weight
         self.class_names = list(class_names)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -84,16 +92,23 @@ class SERModule(pl.LightningModule):
         # The resolved run config, stored in checkpoints so that they rebuild themselves.
         self.run_config: dict | None = None
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def normalise(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         mask = time_mask(lengths, x.shape[1]).unsqueeze(-1)
         # Padding stays exactly zero after normalisation.
-        x = ((x - self.feature_mean) / self.feature_std) * mask
-        return self.net(x, lengths)
+        return ((x - self.feature_mean) / self.feature_std) * mask
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.net(self.normalise(x, lengths), lengths)
 
     def _step(self, batch: Batch, stage: str) -> torch.Tensor:
         x, lengths, y = batch
-        logits = self(x, lengths)
-        loss = nn.functional.cross_entropy(logits, y, weight=self.class_weights)
+        if stage == "train" and self.prefix_loss_weight:
+            logits, prefix_loss = self._logits_and_prefix_loss(x, lengths, y)
+            loss = nn.functional.cross_entropy(logits, y, weight=self.class_weights)
+            loss = (1 - self.prefix_loss_weight) * loss + self.prefix_loss_weight * prefix_loss
+        else:
+            logits = self(x, lengths)
+            loss = nn.functional.cross_entropy(logits, y, weight=self.class_weights)
         preds = logits.argmax(dim=-1)
         self.metrics[f"{stage}_metrics"].update(preds, y)
         self.mean_losses[f"{stage}_loss"].update(loss.detach(), weight=len(y))
@@ -103,6 +118,23 @@ class SERModule(pl.LightningModule):
         if stage == "test":
             self.test_outputs.append((preds.cpu(), y.cpu()))
         return loss
+
+    def _logits_and_prefix_loss(
+        self, x: torch.Tensor, lengths: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The utterance logits and the class-weighted cross-entropy of the running posterior
+        after every frame, averaged over each utterance's frames: it trains a streaming
+        classifier to be right early, not only at the end. One pass of the net gives both."""
+        prefix = self.net.prefix_logits(self.normalise(x, lengths))  # (B, T, C)
+        last = (lengths - 1).clamp_min(0)
+        logits = prefix[torch.arange(len(y), device=x.device), last]
+        frame_loss = nn.functional.cross_entropy(
+            prefix.transpose(1, 2), y.unsqueeze(1).expand(-1, x.shape[1]), reduction="none"
+        )
+        mask = time_mask(lengths, x.shape[1]).to(frame_loss.dtype)
+        per_utterance = (frame_loss * mask).sum(dim=1) / lengths.clamp_min(1)
+        weights = self.class_weights[y]
+        return logits, (weights * per_utterance).sum() / weights.sum()
 
     def _log_epoch(self, stage: str) -> None:
         metrics, mean_loss = self.metrics[f"{stage}_metrics"], self.mean_losses[f"{stage}_loss"]

@@ -113,6 +113,13 @@ class CausalFrameClassifier(nn.Module):
         mask = time_mask(lengths, x.shape[1]).unsqueeze(-1).to(logits.dtype)
         return (logits * mask).sum(dim=1) / lengths.clamp_min(1).unsqueeze(-1).to(logits.dtype)
 
+    def prefix_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, C): after each frame t, the utterance logits of the prefix 0..t (the running
+        mean that streaming reports), from one pass over the whole input."""
+        logits, _, _ = self.frame_outputs(x)
+        steps = torch.arange(1, x.shape[1] + 1, device=x.device, dtype=logits.dtype)
+        return logits.cumsum(dim=1) / steps.view(1, -1, 1)
+
     def stream(
         self, chunk: torch.Tensor, state: StreamState | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, StreamState]:
