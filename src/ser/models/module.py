@@ -102,13 +102,14 @@ class SERModule(pl.LightningModule):
 
     def _step(self, batch: Batch, stage: str) -> torch.Tensor:
         x, lengths, y = batch
+        prefix_loss = None
         if stage == "train" and self.prefix_loss_weight:
             logits, prefix_loss = self._logits_and_prefix_loss(x, lengths, y)
-            loss = nn.functional.cross_entropy(logits, y, weight=self.class_weights)
-            loss = (1 - self.prefix_loss_weight) * loss + self.prefix_loss_weight * prefix_loss
         else:
             logits = self(x, lengths)
-            loss = nn.functional.cross_entropy(logits, y, weight=self.class_weights)
+        loss = nn.functional.cross_entropy(logits, y, weight=self.class_weights)
+        if prefix_loss is not None:
+            loss = (1 - self.prefix_loss_weight) * loss + self.prefix_loss_weight * prefix_loss
         preds = logits.argmax(dim=-1)
         self.metrics[f"{stage}_metrics"].update(preds, y)
         self.mean_losses[f"{stage}_loss"].update(loss.detach(), weight=len(y))

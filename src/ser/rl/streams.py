@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ser.errors import AudioError, SerError
+from ser.models.nets.causal import running_mean
 from ser.serve.model import Recognizer
 
 
@@ -85,8 +86,7 @@ def stream_wave(
     chunk_frames = max(1, round(chunk_s * rate / hop))
     chunks = math.ceil(frames / chunk_frames)
     ends = np.minimum(np.arange(1, chunks + 1) * chunk_frames, frames) - 1
-    running = logits[0].cumsum(0) / torch.arange(1, frames + 1).unsqueeze(-1)
-    posteriors = torch.softmax(running[ends], dim=-1).numpy()
+    posteriors = torch.softmax(running_mean(logits)[0, ends], dim=-1).numpy()
     return UtteranceStream(
         posteriors=posteriors.astype(np.float32),
         hidden=hidden[0, ends].numpy().astype(np.float32),

@@ -17,6 +17,13 @@ from ser.features.functionals import time_mask
 from ser.models.nets.layers import check_feature_depth
 
 
+def running_mean(logits: torch.Tensor) -> torch.Tensor:
+    """(B, T, C) per-frame logits -> the mean over frames 0..t at every t: the posterior logits
+    a causal net reports after each prefix."""
+    steps = torch.arange(1, logits.shape[1] + 1, device=logits.device, dtype=logits.dtype)
+    return logits.cumsum(dim=1) / steps.view(1, -1, 1)
+
+
 @dataclass
 class StreamState:
     """What a causal net carries between chunks."""
@@ -116,9 +123,7 @@ class CausalFrameClassifier(nn.Module):
     def prefix_logits(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, C): after each frame t, the utterance logits of the prefix 0..t (the running
         mean that streaming reports), from one pass over the whole input."""
-        logits, _, _ = self.frame_outputs(x)
-        steps = torch.arange(1, x.shape[1] + 1, device=x.device, dtype=logits.dtype)
-        return logits.cumsum(dim=1) / steps.view(1, -1, 1)
+        return running_mean(self.frame_outputs(x)[0])
 
     def stream(
         self, chunk: torch.Tensor, state: StreamState | None = None
