@@ -205,7 +205,7 @@ def test_sigterm_during_training_ends_the_run_killed(tmp_path: Path, train_args)
     finally:
         process.kill()
     (run,) = runs(store(tmp_path))
-    assert run.info.status == "KILLED"
+    assert run.info.status == "KILLED", log_file.read_text()[-3000:]
 
 
 @pytest.mark.slow

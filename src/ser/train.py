@@ -22,6 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from ser.atomic import atomic_write
 from ser.augment import build as build_augmentation
@@ -155,6 +156,11 @@ def _mlflow_settings(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    # While a Trainer runs, its own SIGTERM handler (which calls this one after it) has noted the
+    # signal, and its loops stop at the next batch with SIGTERMException, a SystemExit. Raising
+    # here as well would interrupt at any line, even inside an MLflow write, and lose the status.
+    if signal.getsignal(signal.SIGTERM) is not _raise_keyboard_interrupt:
+        return
     raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -198,6 +204,9 @@ def train(
         if mlflow is not None:
             status = finish_run(mlflow, error)
             log.error("MLflow run %s marked %s", mlflow.run_id, status)
+        if isinstance(error, SIGTERMException):
+            # It carries no exit code; exit as a process killed by SIGTERM does.
+            raise SystemExit(128 + signal.SIGTERM) from error
         raise
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
