@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from ser.data.manifest import read_manifest, write_manifest
-from ser.data.splits import check_speaker_independent, holdout_split
+from ser.data.splits import check_speaker_independent, crossfit_splits, holdout_split
 from ser.errors import SerError
 
 
@@ -59,6 +59,31 @@ def test_overlap_assertion_fires_on_a_bad_split() -> None:
     bad.loc[bad.index[(bad.speaker == leaked)][0], "split"] = "train"
     with pytest.raises(SerError, match=f"speaker overlap.*{leaked}"):
         check_speaker_independent(bad)
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_crossfit_gives_each_training_speaker_one_model_that_never_saw_it(k: int) -> None:
+    manifest = holdout_split(corpus(10), seed=1)
+    train_speakers = set(manifest.query("split == 'train'").speaker)
+    parts = crossfit_splits(manifest, k, seed=0)
+    assert len(parts) == k
+    held_out = [set(p.query("split == 'test'").speaker) for p in parts]
+    # every training speaker is held out exactly once, never trained on in its own part
+    assert sorted(s for h in held_out for s in h) == sorted(train_speakers)
+    for part, held in zip(parts, held_out, strict=True):
+        assert not held & set(part.query("split == 'train'").speaker)
+        assert set(part.query("split == 'val'").speaker) == set(
+            manifest.query("split == 'val'").speaker
+        )
+        assert not set(part.speaker) & set(manifest.query("split == 'test'").speaker)
+    assert {len(h) for h in held_out} <= {len(train_speakers) // k, -(-len(train_speakers) // k)}
+
+
+def test_crossfit_needs_two_to_n_training_speakers() -> None:
+    manifest = holdout_split(corpus(), seed=0)
+    for k in (1, 6):
+        with pytest.raises(SerError, match=r"rl\.crossfit_folds"):
+            crossfit_splits(manifest, k)
 
 
 def test_manifest_round_trip_and_validation(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
+from ser.data.manifest import load_folds
 from ser.errors import AudioError, SerError
 from ser.rl.streams import check_streaming, stream_wave
 from ser.serve.model import load_recognizer
@@ -95,6 +96,49 @@ def test_emorl_cli_trains_evaluates_and_logs(
     assert stream.returncode == 0, stream.stderr[-2000:]
     (line,) = [x for x in stream.stdout.splitlines() if x.startswith("early decision (Emo-RL)")]
     assert "s of speech" in line
+
+
+def test_crossfit_agent_learns_from_every_non_test_speaker(
+    cli, repo_root, tmp_path, data_dir, small_corpus, compose
+) -> None:
+    overrides = [
+        "rl.agent_split=crossfit",
+        "rl.crossfit_folds=2",
+        "trainer.max_epochs=1",
+        "rl.total_timesteps=500",
+        "rl.n_envs=2",
+        "rl.algorithm.learning_starts=100",
+        "rl.wait_costs=[0.1]",
+    ]
+    result = cli(rl_args(tmp_path, data_dir, small_corpus, *overrides), cwd=repo_root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    _, run = rl_run(tmp_path)
+    cfg = compose([f"paths.data_dir={data_dir}", *small_corpus], config_name="rl_train")
+    manifest = load_folds(cfg)[0]
+    # episodes: the validation speakers and, out of fold, every training speaker
+    assert run.data.metrics["episodes/agent"] == (manifest["split"] != "test").sum()
+    assert run.data.metrics["episodes/test"] == (manifest["split"] == "test").sum()
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("ser-synthetic")
+    names = [r.info.run_name for r in client.search_runs([experiment.experiment_id])]
+    assert sorted(n.rsplit("-", 1)[-1] for n in names) == ["crossfit0", "crossfit1", "holdout"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        (["rl.agent_split=everyone"], "rl.agent_split=everyone is unknown; use one of val"),
+        (["rl.agent_split=crossfit", "rl.classifier=model.ckpt"], "leave rl.classifier unset"),
+    ],
+)
+def test_bad_agent_split_is_one_clear_error(
+    cli, repo_root, tmp_path, data_dir, overrides, named
+) -> None:
+    result = cli(rl_args(tmp_path, data_dir, [], *overrides), cwd=repo_root)
+    assert result.returncode == 2
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert named in line
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists()
 
 
 def test_label_dqn_cli_reports_against_the_supervised_model(

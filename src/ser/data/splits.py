@@ -190,3 +190,24 @@ def cross_corpus(
     out = pd.concat([train, test], ignore_index=True)
     check_speaker_independent(out)
     return out
+
+
+def crossfit_splits(manifest: pd.DataFrame, k: int, seed: int = 0) -> list[pd.DataFrame]:
+    """Split the training speakers of a train/val/test manifest into `k` groups; manifest i
+    tests on group i, trains on the other training speakers and keeps the validation speakers.
+    The original test speakers are left out. A model per manifest then gives every training
+    utterance an output from a model that never saw its speaker (out-of-fold outputs)."""
+    speakers = sorted(manifest.loc[manifest["split"] == "train", "speaker"].astype(str).unique())
+    if not 2 <= k <= len(speakers):
+        raise SerError(
+            f"cross-fitting needs 2 <= k <= the {len(speakers)} training speakers, got k={k}; "
+            "change rl.crossfit_folds"
+        )
+    order = [speakers[i] for i in np.random.default_rng(seed).permutation(len(speakers))]
+    parts = []
+    for group in np.array_split(np.array(order, dtype=object), k):
+        out = manifest[manifest["split"] != "test"].copy()
+        out.loc[out["speaker"].astype(str).isin(set(group)), "split"] = "test"
+        check_speaker_independent(out)
+        parts.append(out)
+    return parts

@@ -27,6 +27,7 @@ from stable_baselines3.common.env_util import make_vec_env
 
 from ser.atomic import atomic_write
 from ser.data.manifest import load_folds
+from ser.data.splits import crossfit_splits
 from ser.errors import SerError, exit_on_user_error
 from ser.rl.env import LabelEnv, ObservationSpec, Reward, StreamingEmotionEnv
 from ser.rl.evaluate import (
@@ -46,6 +47,9 @@ from ser.train import CONFIG_DIR, train
 log = logging.getLogger(__name__)
 
 
+AGENT_SPLITS = ("val", "train", "crossfit")
+
+
 def classifier(cfg: DictConfig, manifest: pd.DataFrame) -> Recognizer:
     """The configured streaming classifier, or one trained now on the manifest's speakers."""
     if cfg.rl.classifier:
@@ -53,15 +57,43 @@ def classifier(cfg: DictConfig, manifest: pd.DataFrame) -> Recognizer:
         extractor = OmegaConf.to_container(cfg.features.extractor, resolve=True)
         check_streaming(recognizer, extractor)
         return recognizer
-    path = Path(cfg.paths.output_dir) / "classifier.ckpt"
+    return train_classifier(cfg, manifest, "classifier")
+
+
+def train_classifier(cfg: DictConfig, manifest: pd.DataFrame, name: str) -> Recognizer:
+    """A streaming classifier trained now (`model` of the config, one MLflow run of its own)
+    on the manifest's train speakers, saved as `<output_dir>/<name>.ckpt`."""
+    path = Path(cfg.paths.output_dir) / f"{name}.ckpt"
     train_cfg = copy.deepcopy(cfg)
     with open_dict(train_cfg):
         train_cfg.save_checkpoint = str(path)
-        train_cfg.paths.output_dir = str(Path(cfg.paths.output_dir) / "classifier")
+        train_cfg.paths.output_dir = str(Path(cfg.paths.output_dir) / name)
+        if (train_cfg.get("logger") or {}).get("mlflow") and name != "classifier":
+            train_cfg.logger.mlflow.run_name = f"{train_cfg.logger.mlflow.run_name}-{name}"
     train(train_cfg, manifest)
     recognizer = load_recognizer(path)
     check_streaming(recognizer)
     return recognizer
+
+
+def agent_streams(
+    cfg: DictConfig, recognizer: Recognizer, manifest: pd.DataFrame, chunk_s: float
+) -> list[UtteranceStream]:
+    """The episodes the agent learns from (`rl.agent_split`).
+
+    `crossfit`: the validation speakers through `recognizer`, plus every training speaker
+    through one of `rl.crossfit_folds` extra classifiers trained without that speaker, so all
+    episodes carry outputs as unsure as the test speakers' (`train` gives overconfident ones).
+    """
+    split = cfg.rl.agent_split
+    if split != "crossfit":
+        return split_streams(recognizer, manifest, split, chunk_s)
+    streams = split_streams(recognizer, manifest, "val", chunk_s)
+    parts = crossfit_splits(manifest, int(cfg.rl.crossfit_folds), int(cfg.seed))
+    for i, part in enumerate(parts):
+        held_out = train_classifier(cfg, part, f"crossfit{i}")
+        streams += split_streams(held_out, part, "test", chunk_s)
+    return streams
 
 
 def split_streams(
@@ -226,6 +258,15 @@ def run(cfg: DictConfig) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True)
     if cfg.rl.name not in ("emorl", "label_dqn"):
         raise SerError(f"rl={cfg.rl.name} is unknown; use rl=emorl or rl=label_dqn")
+    if cfg.rl.agent_split not in AGENT_SPLITS:
+        raise SerError(
+            f"rl.agent_split={cfg.rl.agent_split} is unknown; use one of {', '.join(AGENT_SPLITS)}"
+        )
+    if cfg.rl.agent_split == "crossfit" and cfg.rl.classifier:
+        raise SerError(
+            "rl.agent_split=crossfit trains the classifier and its cross-fitted copies with one "
+            "config; leave rl.classifier unset, or use rl.agent_split=val"
+        )
     folds = load_folds(cfg)
     manifest = folds[int(cfg.rl.get("fold", 0))]
     output_dir = Path(cfg.paths.output_dir)
@@ -248,10 +289,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
     try:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         chunk_s = float(cfg.rl.chunk_s)
-        train_streams = split_streams(recognizer, manifest, cfg.rl.agent_split, chunk_s)
+        train_streams = agent_streams(cfg, recognizer, manifest, chunk_s)
         test_streams = split_streams(recognizer, manifest, "test", chunk_s)
         runner = run_emorl if cfg.rl.name == "emorl" else run_label_dqn
         metrics = runner(cfg, train_streams, test_streams, client, run_id, artifacts)
+        metrics |= {"episodes/agent": len(train_streams), "episodes/test": len(test_streams)}
         with atomic_write(artifacts / "metrics.json") as tmp:
             tmp.write_text(json.dumps(metrics, indent=2))
         for key, value in metrics.items():
