@@ -50,9 +50,9 @@ def test_fast_dev_run(make_cfg: ComposeFn, net: str) -> None:
 def test_prefix_loss_trains_a_streaming_classifier_through_the_entry_point(
     make_cfg: ComposeFn,
 ) -> None:
-    cfg = make_cfg(["model=cnn_lstm", "model.causal=true", "model.prefix_loss_weight=0.5"])
-    assert build_model(cfg, build_datamodule(cfg)).prefix_loss_weight == 0.5
     streaming = ["model=cnn_lstm", "model.causal=true", "model.prefix_loss_weight=0.5"]
+    cfg = make_cfg(streaming)
+    assert build_model(cfg, build_datamodule(cfg)).prefix_loss_weight == 0.5
     metrics = train(make_cfg([*streaming, "debug=fdr", "logger=csv"]))
     assert np.isfinite(metrics["train/loss"])
     with pytest.raises(Exception) as raised:  # Hydra wraps it; the CLI prints the SerError

@@ -57,19 +57,23 @@ def classifier(cfg: DictConfig, manifest: pd.DataFrame) -> Recognizer:
         extractor = OmegaConf.to_container(cfg.features.extractor, resolve=True)
         check_streaming(recognizer, extractor)
         return recognizer
-    return train_classifier(cfg, manifest, "classifier")
+    return train_classifier(cfg, manifest)
 
 
-def train_classifier(cfg: DictConfig, manifest: pd.DataFrame, name: str) -> Recognizer:
+def train_classifier(
+    cfg: DictConfig, manifest: pd.DataFrame, copy_name: str | None = None
+) -> Recognizer:
     """A streaming classifier trained now (`model` of the config, one MLflow run of its own)
-    on the manifest's train speakers, saved as `<output_dir>/<name>.ckpt`."""
+    on the manifest's train speakers, saved as `<output_dir>/classifier.ckpt`; a cross-fitted
+    copy is saved as `<copy_name>.ckpt`, its run name ending in `-<copy_name>`."""
+    name = copy_name or "classifier"
     path = Path(cfg.paths.output_dir) / f"{name}.ckpt"
     train_cfg = copy.deepcopy(cfg)
     with open_dict(train_cfg):
         train_cfg.save_checkpoint = str(path)
         train_cfg.paths.output_dir = str(Path(cfg.paths.output_dir) / name)
-        if (train_cfg.get("logger") or {}).get("mlflow") and name != "classifier":
-            train_cfg.logger.mlflow.run_name = f"{train_cfg.logger.mlflow.run_name}-{name}"
+        if copy_name and (train_cfg.get("logger") or {}).get("mlflow"):
+            train_cfg.logger.mlflow.run_name = f"{train_cfg.logger.mlflow.run_name}-{copy_name}"
     train(train_cfg, manifest)
     recognizer = load_recognizer(path)
     check_streaming(recognizer)
