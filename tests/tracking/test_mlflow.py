@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
@@ -20,6 +22,26 @@ def test_each_logger_uses_its_own_store_and_leaves_the_environment(tmp_path: Pat
     for store, logger in (("one", first), ("two", second)):
         client = MlflowClient(f"sqlite:///{tmp_path / store / 'mlflow.db'}")
         assert client.get_run(logger.run_id).info.run_id == logger.run_id
+
+
+def test_runs_starting_at_once_on_a_fresh_store_all_succeed(tmp_path: Path) -> None:
+    # Unserialised, MLflow's schema migration races: "table ... already exists".
+    code = (
+        "import sys; from ser.tracking import mlflow_logger; "
+        "mlflow_logger({'experiment_name': 'race'}, sys.argv[1], {})"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path)], env=env, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    errors = [run.communicate()[1] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0, 0], errors
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("race")
+    assert len(client.search_runs([experiment.experiment_id])) == 3
 
 
 def test_sb3_metrics_are_written_to_the_run(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
 from pytorch_lightning.loggers import MLFlowLogger
 
 
@@ -33,6 +34,21 @@ def artifact_location(uri: str, configured: str | None, mlruns_dir: str | Path) 
     return None
 
 
+def create_sqlite_store(uri: str, artifact_root: str | None) -> None:
+    """Create (or migrate) a local sqlite store's schema under a file lock.
+
+    Two runs that start at once on a fresh mlruns/ (a joblib sweep, two terminals) otherwise
+    race in MLflow's schema migration and one dies with "table ... already exists".
+    """
+    if not uri.startswith("sqlite:///"):
+        return
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    db = Path(uri.removeprefix("sqlite:///"))
+    with FileLock(f"{db}.lock"):
+        SqlAlchemyStore(uri, artifact_root or (db.parent / "artifacts").as_uri())
+
+
 def mlflow_logger(
     settings: dict[str, Any], mlruns_dir: str | Path, tags: dict[str, str]
 ) -> MLFlowLogger:
@@ -41,6 +57,7 @@ def mlflow_logger(
     settings.pop("_target_", None)
     uri = tracking_uri(settings.pop("tracking_uri", None), mlruns_dir)
     location = artifact_location(uri, settings.pop("artifact_location", None), mlruns_dir)
+    create_sqlite_store(uri, location)
     logger = MLFlowLogger(
         tracking_uri=uri,
         artifact_location=location,
