@@ -98,6 +98,19 @@ def test_observation_tracks_what_was_heard(streams) -> None:
     assert obs[-1] == pytest.approx(np.abs(s.posteriors[1] - s.posteriors[0]).sum(), abs=1e-6)
 
 
+def test_sorted_posterior_hides_the_class_but_keeps_the_confidence(streams) -> None:
+    s = max(streams, key=lambda x: x.chunks)
+    spec = ObservationSpec(sorted_posterior=True)
+    by_class = ObservationSpec().build(s, np.arange(1, s.chunks + 1))
+    ranked = spec.build(s, np.arange(1, s.chunks + 1))
+    np.testing.assert_allclose(ranked[:, :4], -np.sort(-s.posteriors, axis=1), atol=1e-6)
+    np.testing.assert_allclose(ranked[:, 4:], by_class[:, 4:], atol=1e-6)  # extras unchanged
+    # Relabelling the classes changes nothing the agent sees.
+    swapped = UtteranceStream(s.posteriors[:, ::-1].copy(), s.hidden, 0, s.duration_s, s.chunk_s)
+    np.testing.assert_allclose(spec.build(swapped, np.array(3)), ranked[2], atol=1e-6)
+    gym_check_env(StreamingEmotionEnv(streams, observation=spec), skip_render_check=True)
+
+
 def test_seeded_resets_are_deterministic(streams) -> None:
     def sources(seed: int) -> list[int]:
         env = StreamingEmotionEnv(streams)

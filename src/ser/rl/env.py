@@ -38,6 +38,9 @@ class Reward:
 class ObservationSpec:
     """The posterior, plus the extras switched on here."""
 
+    # The posterior in descending order instead of by class: the confidence profile without
+    # the class names, so a few hundred episodes cannot teach per-class stopping rules.
+    sorted_posterior: bool = False
     hidden: bool = False
     elapsed: bool = True  # fraction and seconds of audio heard
     entropy: bool = True
@@ -57,7 +60,7 @@ class ObservationSpec:
         heard = np.asarray(heard)
         index = heard - 1
         post = stream.posteriors[index]
-        parts = [post]
+        parts = [-np.sort(-post, axis=-1) if self.sorted_posterior else post]
         if self.hidden:
             parts.append(stream.hidden[index])
         if self.elapsed:
