@@ -99,6 +99,10 @@ def build_model(cfg: DictConfig, datamodule: SERDataModule) -> SERModule | Class
         feature_std=std,
     )
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
+    manifest = datamodule.manifest
+    model.train_speakers = sorted(
+        {str(x) for x in manifest.loc[manifest["split"] == "train", "speaker"]}
+    )
     return model
 
 

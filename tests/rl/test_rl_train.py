@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from ser.data.manifest import load_folds
 from ser.errors import AudioError, SerError
 from ser.rl.streams import check_streaming, stream_wave
+from ser.rl.train import check_unseen_speakers
 from ser.serve.model import load_recognizer
 
 pytestmark = pytest.mark.slow
@@ -183,6 +184,22 @@ def test_classifier_with_other_features_is_refused(
     assert result.returncode == 2
     (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
     assert "trained with features LogMel" in line and "MFCC" in line
+
+
+def test_classifier_trained_on_this_runs_test_or_agent_speakers_is_refused(causal_run) -> None:
+    recognizer = load_recognizer(causal_run.checkpoint)
+    manifest = load_folds(causal_run.config)[0]
+    train = manifest.loc[manifest["split"] == "train", "speaker"].astype(str)
+    assert recognizer.module.train_speakers == sorted(set(train))
+    check_unseen_speakers(recognizer, manifest, "val")  # the split it was trained with
+    speaker = recognizer.module.train_speakers[0]
+    for split in ("test", "val"):
+        # Another split seed: one of its training speakers lands in `split` here.
+        moved = manifest.copy()
+        moved.loc[moved["speaker"].astype(str) == speaker, "split"] = split
+        with pytest.raises(SerError, match=rf"\['{speaker}'\], which are {split} speakers here"):
+            check_unseen_speakers(recognizer, moved, "val")
+    check_unseen_speakers(recognizer, moved, "train")  # agent_split=train streams its own
 
 
 def test_utterance_shorter_than_a_chunk_is_an_error(causal_run) -> None:

@@ -22,6 +22,8 @@ from ser.errors import SerError
 from ser.features.functionals import time_mask
 
 CONFIG_KEY = "ser_config"
+# The speakers a checkpoint was trained on, so that reusing it can refuse to score them.
+TRAIN_SPEAKERS_KEY = "ser_train_speakers"
 
 
 def classification_metrics(num_classes: int) -> MetricCollection:
@@ -91,6 +93,7 @@ class SERModule(pl.LightningModule):
         self.test_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
         # The resolved run config, stored in checkpoints so that they rebuild themselves.
         self.run_config: dict | None = None
+        self.train_speakers: list[str] | None = None
 
     def normalise(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         mask = time_mask(lengths, x.shape[1]).unsqueeze(-1)
@@ -205,6 +208,7 @@ class SERModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CONFIG_KEY] = self.run_config
+        checkpoint[TRAIN_SPEAKERS_KEY] = self.train_speakers
 
 
 def _is_per_step(factory: Callable[..., Any]) -> bool:
@@ -253,4 +257,5 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[SERMod
     )
     module.load_state_dict(state)
     module.run_config = cfg
+    module.train_speakers = ckpt.get(TRAIN_SPEAKERS_KEY)  # None in checkpoints from before
     return module.eval(), cfg

@@ -56,8 +56,30 @@ def classifier(cfg: DictConfig, manifest: pd.DataFrame) -> Recognizer:
         recognizer = load_recognizer(cfg.rl.classifier)
         extractor = OmegaConf.to_container(cfg.features.extractor, resolve=True)
         check_streaming(recognizer, extractor)
+        check_unseen_speakers(recognizer, manifest, str(cfg.rl.agent_split))
         return recognizer
     return train_classifier(cfg, manifest)
+
+
+def check_unseen_speakers(recognizer: Recognizer, manifest: pd.DataFrame, agent_split: str) -> None:
+    """Refuse a given classifier that was trained on this run's test speakers (or, for
+    `agent_split=val`, its validation speakers): its decisions there would not be
+    speaker-independent. A checkpoint from another split seed is the usual way to get here."""
+    seen = recognizer.module.train_speakers
+    if seen is None:  # a checkpoint saved before ser recorded its speakers
+        return
+    splits = ["test", "val"] if agent_split == "val" else ["test"]
+    for split in splits:
+        overlap = sorted(
+            set(seen) & {str(x) for x in manifest.loc[manifest["split"] == split, "speaker"]}
+        )
+        if overlap:
+            seed = recognizer.config.get("protocol", {}).get("seed")
+            raise SerError(
+                f"rl.classifier {recognizer.source} was trained on speakers {overlap}, which are "
+                f"{split} speakers here; use the split it was trained with (protocol.seed={seed}) "
+                "or leave rl.classifier unset to train one on this run's training speakers"
+            )
 
 
 def train_classifier(
