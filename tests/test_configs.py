@@ -199,12 +199,17 @@ def test_debug(option: str, compose: ComposeFn) -> None:
 
 @pytest.mark.parametrize("option", options("hparams_search"))
 def test_hparams_search(option: str, compose: ComposeFn) -> None:
-    cfg = compose([f"hparams_search={option}"], hydra=True)
+    # A sweep named like an experiment tunes it (`experiment=X hparams_search=X`).
+    base = [f"experiment={option}"] if option in options("experiment") else []
+    cfg = compose([*base, f"hparams_search={option}"], hydra=True)
     sweeper = cfg.hydra.sweeper
     assert sweeper.direction == "maximize"
     assert cfg.optimized_metric.startswith("val/")  # never tune on the test speakers
-    for key in sweeper.params:
+    for key, space in sweeper.params.items():
         assert OmegaConf.select(cfg, key) is not None, f"{key} is not a config key"
+        if (CONF / key).is_dir():  # a config group: every choice must be one of its options
+            choices = space.removeprefix("choice(").removesuffix(")").split(",")
+            assert {c.strip() for c in choices} <= set(options(key)), space
     assert instantiate(sweeper.sampler) is not None
 
 
