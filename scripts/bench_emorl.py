@@ -114,25 +114,24 @@ def main() -> None:
 
     table, metrics, _ = runs[0]
     full = table[table.strategy == "full"].iloc[0]
-    checks = []
-    for _, row in table[table.strategy == "agent"].iterrows():
-        margin = metrics[f"test/agent_vs_confidence_uar_lambda{row.setting:g}"]
-        checks.append(
-            goal_check(
-                row.setting, row.uar, row.fraction_mean, full.uar, f"{100 * margin:+.1f} points"
+    lines, checks = table_lines(table), []
+    if len(runs) == 1:
+        for _, row in table[table.strategy == "agent"].iterrows():
+            margin = metrics[f"test/agent_vs_confidence_uar_lambda{row.setting:g}"]
+            checks.append(
+                goal_check(
+                    row.setting, row.uar, row.fraction_mean, full.uar, f"{100 * margin:+.1f} points"
+                )
             )
-        )
-    lines = table_lines(table)
-    if len(runs) > 1:
-        seeds = " ".join(args.seeds)
+    else:
         lines += [
             "",
-            f"Agents over seeds {seeds} (mean ± std; the table above is seed {args.seeds[0]}):",
+            f"Agents over seeds {' '.join(args.seeds)} (mean ± std; the table above is seed "
+            f"{args.seeds[0]}):",
             "",
             "| λ | UAR | mean fraction of speech heard | points above the confidence baseline |",
             "|---|---|---|---|",
         ]
-        checks = []
         for lam in table[table.strategy == "agent"].setting:
             rows = pd.DataFrame(
                 [t[(t.strategy == "agent") & (t.setting == lam)].iloc[0] for t, _, _ in runs]

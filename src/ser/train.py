@@ -28,6 +28,7 @@ from ser.atomic import atomic_write
 from ser.augment import build as build_augmentation
 from ser.data.datamodule import SERDataModule
 from ser.data.manifest import load_folds, load_manifest
+from ser.data.splits import speakers_in
 from ser.errors import SerError, exit_on_user_error
 from ser.evaluate import plot_learning_curves, write_evaluation
 from ser.models.classical import ClassicalModel
@@ -99,10 +100,7 @@ def build_model(cfg: DictConfig, datamodule: SERDataModule) -> SERModule | Class
         feature_std=std,
     )
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
-    manifest = datamodule.manifest
-    model.train_speakers = sorted(
-        {str(x) for x in manifest.loc[manifest["split"] == "train", "speaker"]}
-    )
+    model.train_speakers = speakers_in(datamodule.manifest, "train")
     return model
 
 

@@ -192,12 +192,17 @@ def cross_corpus(
     return out
 
 
+def speakers_in(manifest: pd.DataFrame, split: str) -> list[str]:
+    """The speakers (as strings, sorted) with utterances in `split`."""
+    return sorted(manifest.loc[manifest["split"] == split, "speaker"].astype(str).unique())
+
+
 def crossfit_splits(manifest: pd.DataFrame, k: int, seed: int = 0) -> list[pd.DataFrame]:
     """Split the training speakers of a train/val/test manifest into `k` groups; manifest i
     tests on group i, trains on the other training speakers and keeps the validation speakers.
     The original test speakers are left out. A model per manifest then gives every training
     utterance an output from a model that never saw its speaker (out-of-fold outputs)."""
-    speakers = sorted(manifest.loc[manifest["split"] == "train", "speaker"].astype(str).unique())
+    speakers = speakers_in(manifest, "train")
     if not 2 <= k <= len(speakers):
         raise SerError(
             f"cross-fitting needs 2 <= k <= the {len(speakers)} training speakers, got k={k}; "

@@ -27,7 +27,7 @@ from stable_baselines3.common.env_util import make_vec_env
 
 from ser.atomic import atomic_write
 from ser.data.manifest import load_folds
-from ser.data.splits import crossfit_splits
+from ser.data.splits import crossfit_splits, speakers_in
 from ser.errors import SerError, exit_on_user_error
 from ser.rl.env import LabelEnv, ObservationSpec, Reward, StreamingEmotionEnv
 from ser.rl.evaluate import (
@@ -70,9 +70,7 @@ def check_unseen_speakers(recognizer: Recognizer, manifest: pd.DataFrame, agent_
         return
     splits = ["test", "val"] if agent_split == "val" else ["test"]
     for split in splits:
-        overlap = sorted(
-            set(seen) & {str(x) for x in manifest.loc[manifest["split"] == split, "speaker"]}
-        )
+        overlap = sorted(set(seen) & set(speakers_in(manifest, split)))
         if overlap:
             seed = recognizer.config.get("protocol", {}).get("seed")
             raise SerError(

@@ -34,19 +34,20 @@ def artifact_location(uri: str, configured: str | None, mlruns_dir: str | Path) 
     return None
 
 
-def create_sqlite_store(uri: str, artifact_root: str | None) -> None:
+def create_sqlite_store(uri: str) -> None:
     """Create (or migrate) a local sqlite store's schema under a file lock.
 
     Two runs that start at once on a fresh mlruns/ (a joblib sweep, two terminals) otherwise
-    race in MLflow's schema migration and one dies with "table ... already exists".
+    race in MLflow's schema migration and one dies with "table ... already exists". MLflow
+    caches the store per URI, so the logger's client reuses the one opened here.
     """
     if not uri.startswith("sqlite:///"):
         return
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    # Imported here, as in Lightning's logger: mlflow is slow to import.
+    from mlflow.tracking import MlflowClient
 
-    db = Path(uri.removeprefix("sqlite:///"))
-    with FileLock(f"{db}.lock"):
-        SqlAlchemyStore(uri, artifact_root or (db.parent / "artifacts").as_uri())
+    with FileLock(f"{uri.removeprefix('sqlite:///')}.lock"):
+        MlflowClient(uri).search_experiments(max_results=1)
 
 
 def mlflow_logger(
@@ -57,7 +58,7 @@ def mlflow_logger(
     settings.pop("_target_", None)
     uri = tracking_uri(settings.pop("tracking_uri", None), mlruns_dir)
     location = artifact_location(uri, settings.pop("artifact_location", None), mlruns_dir)
-    create_sqlite_store(uri, location)
+    create_sqlite_store(uri)
     logger = MLFlowLogger(
         tracking_uri=uri,
         artifact_location=location,
