@@ -10,9 +10,12 @@ above the confidence-threshold baseline at the same amount of audio.
 With `--seeds A B C` the agents are trained once per seed on the same classifier (trained in
 the first run, reused by the others) and the same split (`protocol.seed=A`), and the checks use
 each lambda's mean over seeds: with a few hundred episodes one DQN run is not a measurement.
+With `--folds K` that is done on each of K speaker folds (`protocol=kfold_speaker`, a
+classifier per fold, `--val-speakers` of the other folds' speakers for the agents' episodes),
+and the tables, checks and plot use the mean over every fold and seed.
 
     python scripts/bench_emorl.py [--root ../shared/data/ravdess] [--wait-costs 0.02 0.05 0.1 0.2]
-        [--seeds 42 1 2] [-- extra Hydra overrides]
+        [--seeds 42 1 2] [--folds 6 [--val-speakers 3]] [-- extra Hydra overrides]
 """
 
 from __future__ import annotations
@@ -29,25 +32,52 @@ from pathlib import Path
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from ser.rl.evaluate import plot_tradeoff
+
 REPO = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- bench_emorl:begin -->", "<!-- bench_emorl:end -->"
 WAIT_COSTS = ["0.02", "0.05", "0.1", "0.2"]
 
 
 def run_agents(
-    tmp: str, base: list[str], env: dict, experiment: str, seed: str | None, overrides: list[str]
+    tmp: str, base: list[str], env: dict, experiment: str, name: str, overrides: list[str]
 ) -> tuple[pd.DataFrame, dict, Path]:
-    """One `ser.rl.train` run in the shared root `tmp` (with `seed=`, unless None); its
+    """One `ser.rl.train` run in the shared root `tmp`, its outputs in `tmp/name`; its
     decisions table, metrics and the directory its artifacts were downloaded to."""
-    out = Path(tmp) / f"seed{seed or 'default'}"
-    seeded = [f"seed={seed}"] if seed else []
-    command = [*base, *seeded, f"hydra.run.dir={out}", *overrides]
+    out = Path(tmp) / name
+    command = [*base, f"hydra.run.dir={out}", *overrides]
     subprocess.run(command, cwd=tmp, env=env, check=True)
     client = MlflowClient(f"sqlite:///{tmp}/mlruns/mlflow.db")
     ids = [client.get_experiment_by_name(experiment).experiment_id]
     (run,) = client.search_runs(ids, order_by=["start_time DESC"], max_results=1)
     local = Path(client.download_artifacts(run.info.run_id, "", f"{out}/dl"))
     return pd.read_csv(local / "decisions.csv"), run.data.metrics, local
+
+
+def fold_runs(
+    tmp: str, base: list[str], env: dict, experiment: str, seeds: list[str] | None, fold: list[str]
+) -> list[tuple[pd.DataFrame, dict, Path]]:
+    """The runs of one split (`fold` overrides): one, or one per agent seed, all reading the
+    classifier the first of them trained (and its split, `protocol.seed=` the first seed)."""
+    tag = "-".join(o.split("=")[1] for o in fold if o.startswith("rl.fold=")) or "holdout"
+    if seeds is None:
+        return [run_agents(tmp, base, env, experiment, tag, fold)]
+    first, *others = seeds
+    split = [*fold, f"protocol.seed={first}"]
+    runs = [run_agents(tmp, base, env, experiment, f"{tag}-seed{first}", [f"seed={first}", *split])]
+    ckpt = Path(tmp) / f"{tag}-seed{first}" / "classifier.ckpt"
+    for seed in others:
+        reuse = [f"seed={seed}", *split, f"rl.classifier={ckpt}"]
+        runs.append(run_agents(tmp, base, env, experiment, f"{tag}-seed{seed}", reuse))
+    return runs
+
+
+def mean_table(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """Every strategy's row averaged over runs (baselines repeat across the seeds of a split,
+    so with equal seeds per fold each fold weighs the same)."""
+    stacked = pd.concat(tables)
+    mean = stacked.groupby(["strategy", "setting"], sort=False).mean(numeric_only=True)
+    return mean.reset_index()
 
 
 def table_lines(table: pd.DataFrame) -> list[str]:
@@ -78,6 +108,10 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=REPO.parent / "shared" / "data" / "ravdess")
     parser.add_argument("--wait-costs", nargs="+", default=WAIT_COSTS)
     parser.add_argument("--seeds", nargs="+", default=None, help="agent seeds (default: one run)")
+    parser.add_argument(
+        "--folds", type=int, default=None, help="speaker folds (default: one hold-out split)"
+    )
+    parser.add_argument("--val-speakers", type=int, default=3, help="per fold, with --folds")
     parser.add_argument("--readme", type=Path, default=REPO / "README.md")
     parser.add_argument("--image", type=Path, default=REPO / "docs/img/emorl_tradeoff.png")
     args, extra = parser.parse_known_args()
@@ -85,8 +119,16 @@ def main() -> None:
     ravdess = args.root.is_dir()
     dataset = ["dataset=ravdess"] if ravdess else []
     experiment = f"ser-{'ravdess' if ravdess else 'synthetic'}-rl"
+    folds = [[]]
+    if args.folds:
+        protocol = [
+            "protocol=kfold_speaker",
+            f"protocol.n_folds={args.folds}",
+            f"protocol.val_speakers={args.val_speakers}",
+        ]
+        folds = [[*protocol, f"rl.fold={k}"] for k in range(args.folds)]
     started = time.perf_counter()
-    runs = []
+    runs, fulls = [], []
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "RAVDESS_ROOT": str(args.root)}
         env.pop("MLFLOW_TRACKING_URI", None)
@@ -100,22 +142,20 @@ def main() -> None:
             f"rl.wait_costs=[{','.join(args.wait_costs)}]",
             *extra,
         ]
-        if args.seeds is None:
-            runs.append(run_agents(tmp, base, env, experiment, None, []))
-        else:
-            first, *others = args.seeds
-            split = [f"protocol.seed={first}"]
-            runs.append(run_agents(tmp, base, env, experiment, first, split))
-            reuse = [*split, f"rl.classifier={Path(tmp) / f'seed{first}' / 'classifier.ckpt'}"]
-            runs += [run_agents(tmp, base, env, experiment, s, reuse) for s in others]
+        for fold in folds:
+            split_runs = fold_runs(tmp, base, env, experiment, args.seeds, fold)
+            fulls.append(split_runs[0][0].query("strategy == 'full'").uar.iloc[0])
+            runs += split_runs
         args.image.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(runs[0][2] / "accuracy_vs_audio.png", args.image)
+        if len(runs) == 1:
+            shutil.copyfile(runs[0][2] / "accuracy_vs_audio.png", args.image)
     minutes = (time.perf_counter() - started) / 60
 
-    table, metrics, _ = runs[0]
+    table = mean_table([t for t, _, _ in runs])
     full = table[table.strategy == "full"].iloc[0]
     lines, checks = table_lines(table), []
     if len(runs) == 1:
+        metrics = runs[0][1]
         for _, row in table[table.strategy == "agent"].iterrows():
             margin = metrics[f"test/agent_vs_confidence_uar_lambda{row.setting:g}"]
             checks.append(
@@ -124,10 +164,13 @@ def main() -> None:
                 )
             )
     else:
+        seeds = f"agent seeds {' '.join(args.seeds)}" if args.seeds else "one agent seed"
+        over = f"{len(folds)} speaker folds × {seeds}" if args.folds else seeds
+        lines = [f"Each row is the mean over {len(runs)} runs ({over}).", "", *lines]
+        if args.folds:
+            per_fold = ", ".join(f"{u:.3f}" for u in fulls)
+            lines += ["", f"Full-utterance UAR per fold: {per_fold}."]
         lines += [
-            "",
-            f"Agents over seeds {' '.join(args.seeds)} (mean ± std; the table above is seed "
-            f"{args.seeds[0]}):",
             "",
             "| λ | UAR | mean fraction of speech heard | points above the confidence baseline |",
             "|---|---|---|---|",
@@ -152,10 +195,15 @@ def main() -> None:
                     lam, rows.uar.mean(), rows.fraction_mean.mean(), full.uar, f"{spread} points"
                 )
             )
-    corpus = "RAVDESS (8 classes, speaker-independent hold-out)" if ravdess else "synthetic corpus"
+        lines += ["", f"(mean ± std over the {len(runs)} runs; the range in brackets)"]
+        plot_tradeoff(table, args.image, title=f"mean over {len(runs)} runs")
+    split = f"{args.folds} speaker folds" if args.folds else "speaker-independent hold-out"
+    corpus = f"RAVDESS (8 classes, {split})" if ravdess else f"synthetic corpus ({split})"
     flags = [
         *(["--wait-costs", *args.wait_costs] if args.wait_costs != WAIT_COSTS else []),
         *(["--seeds", *args.seeds] if args.seeds else []),
+        *(["--folds", str(args.folds)] if args.folds else []),
+        *(["--val-speakers", str(args.val_speakers)] if args.val_speakers != 3 else []),
         *extra,
     ]
     block = "\n".join(

@@ -292,7 +292,13 @@ def run(cfg: DictConfig) -> dict[str, float]:
             "config; leave rl.classifier unset, or use rl.agent_split=val"
         )
     folds = load_folds(cfg)
-    manifest = folds[int(cfg.rl.get("fold", 0))]
+    fold = int(cfg.rl.fold)
+    if not 0 <= fold < len(folds):
+        raise SerError(
+            f"rl.fold={fold} is out of range: protocol={cfg.protocol.name} gives {len(folds)} "
+            f"fold(s); use rl.fold=0..{len(folds) - 1}"
+        )
+    manifest = folds[fold]
     output_dir = Path(cfg.paths.output_dir)
     artifacts = output_dir / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
