@@ -65,9 +65,11 @@ def fold_runs(
     first, *others = seeds
     split = [*fold, f"protocol.seed={first}"]
     runs = [run_agents(tmp, base, env, experiment, f"{tag}-seed{first}", [f"seed={first}", *split])]
+    # the classifier the first run trained, unless one was given (`rl.classifier=` in base)
+    given = any(o.startswith("rl.classifier=") for o in base)
     ckpt = Path(tmp) / f"{tag}-seed{first}" / "classifier.ckpt"
     for seed in others:
-        reuse = [f"seed={seed}", *split, f"rl.classifier={ckpt}"]
+        reuse = [f"seed={seed}", *split, *([] if given else [f"rl.classifier={ckpt}"])]
         runs.append(run_agents(tmp, base, env, experiment, f"{tag}-seed{seed}", reuse))
     return runs
 
