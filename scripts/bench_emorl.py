@@ -97,7 +97,7 @@ def table_lines(table: pd.DataFrame) -> list[str]:
 
 
 def goal_check(lam: float, uar: float, fraction: float, full: float, margin: str) -> str:
-    within = full - uar <= 0.02 and fraction <= 0.60
+    within = full - uar <= 0.02 + 1e-9 and fraction <= 0.60 + 1e-9  # exactly 2 points counts
     return (
         f"λ = {lam:g}: UAR {uar:.3f} vs full {full:.3f} ({100 * (uar - full):+.1f} points) at "
         f"{100 * fraction:.0f} % heard -> goal {'met' if within else 'NOT met'}; vs the "

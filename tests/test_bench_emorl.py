@@ -1,0 +1,40 @@
+"""scripts/bench_emorl.py's summary over folds and seeds: every strategy row is averaged
+over the runs, in the order the runs list them."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_emorl.py"
+spec = importlib.util.spec_from_file_location("bench_emorl", SCRIPT)
+assert spec is not None and spec.loader is not None
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+
+def decisions(full: float, agent: float, heard: float) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "strategy": ["full", "fixed", "agent"],
+            "setting": [1.0, 0.5, 0.1],
+            "uar": [full, full - 0.1, agent],
+            "fraction_mean": [1.0, 0.55, heard],
+        }
+    )
+
+
+def test_mean_table_averages_each_strategy_row_over_the_runs() -> None:
+    table = bench.mean_table([decisions(0.4, 0.3, 0.2), decisions(0.6, 0.5, 0.6)])
+    assert list(table.strategy) == ["full", "fixed", "agent"]
+    assert table.uar.tolist() == pytest.approx([0.5, 0.4, 0.4])
+    assert table.fraction_mean.tolist() == pytest.approx([1.0, 0.55, 0.4])
+
+
+def test_goal_check_needs_both_the_accuracy_and_the_audio() -> None:
+    assert "goal met" in bench.goal_check(0.1, 0.48, 0.60, 0.50, "")
+    assert "goal NOT met" in bench.goal_check(0.1, 0.47, 0.50, 0.50, "")
+    assert "goal NOT met" in bench.goal_check(0.1, 0.50, 0.61, 0.50, "")
