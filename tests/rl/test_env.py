@@ -19,6 +19,7 @@ from ser.rl.evaluate import (
     policy_decisions,
 )
 from ser.rl.streams import UtteranceStream
+from ser.rl.train import reward_targets
 
 
 def random_stream(rng: np.random.Generator, chunks: int, label: int) -> UtteranceStream:
@@ -83,6 +84,23 @@ def test_scripted_policies_earn_exactly_the_expected_returns(streams) -> None:
         assert total == pytest.approx(expected)
         assert info["chunks"] == s.chunks
         assert info["fraction"] == pytest.approx(1.0)
+
+
+def test_full_prediction_target_rewards_agreeing_with_the_whole_utterance(streams) -> None:
+    reward = Reward(correct=1.0, wrong=-0.5, wait_cost=0.03)
+    targets = reward_targets(streams, "full_prediction")
+    assert reward_targets(streams, "label") is streams
+    env = StreamingEmotionEnv(targets, reward=reward)
+    changed = 0
+    for i, s in enumerate(streams):
+        last = int(np.argmax(s.posteriors[-1]))
+        changed += last != s.label
+        assert targets[i].label == last and np.array_equal(targets[i].posteriors, s.posteriors)
+        total, _ = run_episode(env, i, WAIT)  # the end always agrees with itself
+        assert total == pytest.approx(-0.03 * (s.chunks - 1) + 1.0)
+        total, _ = run_episode(env, i, TERMINATE)
+        assert total == pytest.approx(1.0 if int(np.argmax(s.posteriors[0])) == last else -0.5)
+    assert changed  # the fixture has streams whose final answer is wrong
 
 
 def test_observation_tracks_what_was_heard(streams) -> None:

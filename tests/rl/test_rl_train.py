@@ -130,13 +130,14 @@ def test_crossfit_agent_learns_from_every_non_test_speaker(
     [
         (["rl.agent_split=everyone"], "rl.agent_split=everyone is unknown; use one of val"),
         (["rl.agent_split=crossfit", "rl.classifier=model.ckpt"], "leave rl.classifier unset"),
+        (["rl.reward.target=oracle"], "rl.reward.target=oracle is unknown; use one of label"),
         (
             ["protocol=kfold_speaker", "protocol.n_folds=2", "rl.fold=2"],
             "rl.fold=2 is out of range: protocol=kfold_speaker gives 2 fold(s); use rl.fold=0..1",
         ),
     ],
 )
-def test_bad_agent_split_or_fold_is_one_clear_error(
+def test_bad_agent_split_fold_or_target_is_one_clear_error(
     cli, repo_root, tmp_path, data_dir, overrides, named
 ) -> None:
     result = cli(rl_args(tmp_path, data_dir, [], *overrides), cwd=repo_root)

@@ -48,6 +48,16 @@ log = logging.getLogger(__name__)
 
 
 AGENT_SPLITS = ("val", "train", "crossfit")
+REWARD_TARGETS = ("label", "full_prediction")
+
+
+def reward_targets(streams: list[UtteranceStream], target: str) -> list[UtteranceStream]:
+    """The agent's training episodes with the answer TERMINATE is rewarded against: the true
+    label, or (`full_prediction`) what the classifier says after the whole utterance, so the
+    agent learns when the prediction has settled rather than when it happens to be right."""
+    if target == "label":
+        return streams
+    return [dataclasses.replace(s, label=int(np.argmax(s.posteriors[-1]))) for s in streams]
 
 
 def classifier(cfg: DictConfig, manifest: pd.DataFrame) -> Recognizer:
@@ -182,6 +192,7 @@ def run_emorl(
     spec = ObservationSpec(**cfg.rl.observation)
     table = baseline_table(test_streams)
     longest = max(s.duration_s for s in train_streams + test_streams)
+    train_streams = reward_targets(train_streams, str(cfg.rl.reward.target))
     agent_rows, agent_fractions = [], None
     for wait_cost in cfg.rl.wait_costs:
         reward = Reward(cfg.rl.reward.correct, cfg.rl.reward.wrong, float(wait_cost))
@@ -285,6 +296,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
     if cfg.rl.agent_split not in AGENT_SPLITS:
         raise SerError(
             f"rl.agent_split={cfg.rl.agent_split} is unknown; use one of {', '.join(AGENT_SPLITS)}"
+        )
+    target = (cfg.rl.get("reward") or {}).get("target", "label")
+    if cfg.rl.name == "emorl" and target not in REWARD_TARGETS:
+        raise SerError(
+            f"rl.reward.target={target} is unknown; use one of {', '.join(REWARD_TARGETS)}"
         )
     if cfg.rl.agent_split == "crossfit" and cfg.rl.classifier:
         raise SerError(
