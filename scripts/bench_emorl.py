@@ -88,7 +88,9 @@ def table_lines(table: pd.DataFrame) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     for _, row in table.iterrows():
-        setting = f"λ = {row.setting:g}" if row.strategy == "agent" else f"{row.setting:g}"
+        setting = {"agent": f"λ = {row.setting:g}", "settled": "oracle"}.get(
+            row.strategy, f"{row.setting:g}"
+        )
         lines.append(
             f"| {row.strategy} | {setting} | {row.uar:.3f} | {row.wa:.3f} | "
             f"{row.fraction_mean:.2f} | {row.seconds_mean:.2f} |"

@@ -17,6 +17,7 @@ from ser.rl.evaluate import (
     confidence_decisions,
     fraction_decisions,
     policy_decisions,
+    settled_decisions,
 )
 from ser.rl.streams import UtteranceStream
 from ser.rl.train import reward_targets
@@ -152,9 +153,15 @@ def test_baselines_decide_where_they_should() -> None:
     assert list(fraction_decisions([s], 0.5)) == [4]
     assert list(confidence_decisions([s], 0.9)) == [1]  # confidently wrong at once
     assert list(confidence_decisions([s], 0.99)) == [8]  # never that sure: the end
+    assert list(settled_decisions([s])) == [8]  # changes its mind at the last chunk
+    flips = UtteranceStream(s.posteriors[[0, 7, 0, 7, 7, 7, 7, 7]], s.hidden, 2, 2.0, 0.25)
+    assert list(settled_decisions([flips, late_stream(1, 0)])) == [4, 1]
     table = baseline_table([s])
     assert table.loc[table.strategy == "full", "wa"].item() == 1.0
     assert table.loc[table.strategy == "fixed", "wa"].tolist() == [0.0, 0.0, 0.0]
+    assert table.loc[table.strategy == "settled", ["wa", "fraction_mean"]].values.tolist() == [
+        [1.0, 1.0]
+    ]
     spec = ObservationSpec()
     assert list(policy_decisions(lambda o: np.full(len(o), WAIT), [s], spec)) == [8]
 

@@ -70,7 +70,8 @@ def test_emorl_cli_trains_evaluates_and_logs(
     assert (local / "policy_lambda0.01.zip").is_file()
     assert (local / "accuracy_vs_audio.png").read_bytes()[:4] == b"\x89PNG"
     table = (local / "decisions.csv").read_text()
-    assert {"full", "fixed", "confidence", "agent"} <= {
+    assert 0.0 < metrics["test/settled_fraction"] <= 1.0
+    assert {"full", "fixed", "confidence", "settled", "agent"} <= {
         line.split(",")[0] for line in table.splitlines()[1:]
     }
     assert json.loads((local / "metrics.json").read_text())["test/agent_uar"] == pytest.approx(

@@ -1,5 +1,8 @@
 """Early-decision strategies scored on held-out speakers: the agent, the full utterance, fixed
-fractions, and posterior-confidence thresholds; accuracy against audio consumed."""
+fractions, and posterior-confidence thresholds; accuracy against audio consumed. One oracle
+row, `settled`, is a reference rather than a strategy: it stops where the prediction stops
+changing, which only the future tells, so it shows how early the whole-utterance answer is
+there to be found."""
 
 from __future__ import annotations
 
@@ -57,6 +60,16 @@ def confidence_decisions(streams: Sequence[UtteranceStream], threshold: float) -
     return np.array(heard)
 
 
+def settled_decisions(streams: Sequence[UtteranceStream]) -> np.ndarray:
+    """(Oracle) the first chunk from which the prediction equals the final one to the end."""
+    heard = []
+    for s in streams:
+        predictions = s.posteriors.argmax(axis=1)
+        differs = np.flatnonzero(predictions != predictions[-1])
+        heard.append(int(differs[-1]) + 2 if len(differs) else 1)
+    return np.array(heard)
+
+
 def score(streams: Sequence[UtteranceStream], heard: np.ndarray) -> dict[str, float]:
     """UAR and WA of the predictions at the decisions, and how much audio they took."""
     labels = np.array([s.label for s in streams])
@@ -84,6 +97,8 @@ def baseline_table(streams: Sequence[UtteranceStream]) -> pd.DataFrame:
     for t in CONFIDENCE_THRESHOLDS:
         heard = confidence_decisions(streams, t)
         rows.append({"strategy": "confidence", "setting": t, **score(streams, heard)})
+    settled = settled_decisions(streams)
+    rows.append({"strategy": "settled", "setting": 1.0, **score(streams, settled)})
     return pd.DataFrame(rows)
 
 
@@ -117,6 +132,17 @@ def plot_tradeoff(
     ax.plot(fixed.fraction_mean, fixed.uar, "s--", color="tab:gray", label="fixed fraction")
     full = table[table.strategy == "full"].iloc[0]
     ax.axhline(full.uar, color="black", lw=0.8, ls=":", label=f"full utterance ({full.uar:.3f})")
+    settled = table[table.strategy == "settled"]
+    if len(settled):
+        ax.plot(
+            settled.fraction_mean,
+            settled.uar,
+            "D",
+            ms=8,
+            mfc="none",
+            color="black",
+            label="prediction settled (oracle: needs the future)",
+        )
     agents = table[table.strategy == "agent"]
     ax.plot(agents.fraction_mean, agents.uar, "*", ms=14, color="tab:red", label="Emo-RL agent")
     for _, row in agents.iterrows():

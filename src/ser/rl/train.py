@@ -222,7 +222,12 @@ def run_emorl(
         table.to_csv(tmp, index=False)
     plot_tradeoff(table, artifacts / "accuracy_vs_audio.png", agent_fractions)
     full = table[table.strategy == "full"].iloc[0]
-    metrics = {"test/full_uar": full.uar, "test/full_wa": full.wa}
+    settled = table[table.strategy == "settled"].iloc[0]
+    metrics = {
+        "test/full_uar": full.uar,
+        "test/full_wa": full.wa,
+        "test/settled_fraction": settled.fraction_mean,  # the oracle: where the answer settles
+    }
     for row in agent_rows:
         tag = f"lambda{row['setting']:g}"
         metrics |= {
