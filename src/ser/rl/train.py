@@ -302,10 +302,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
         raise SerError(
             f"rl.agent_split={cfg.rl.agent_split} is unknown; use one of {', '.join(AGENT_SPLITS)}"
         )
-    target = (cfg.rl.get("reward") or {}).get("target", "label")
-    if cfg.rl.name == "emorl" and target not in REWARD_TARGETS:
+    if cfg.rl.name == "emorl" and cfg.rl.reward.target not in REWARD_TARGETS:
         raise SerError(
-            f"rl.reward.target={target} is unknown; use one of {', '.join(REWARD_TARGETS)}"
+            f"rl.reward.target={cfg.rl.reward.target} is unknown; use one of "
+            f"{', '.join(REWARD_TARGETS)}"
         )
     if cfg.rl.agent_split == "crossfit" and cfg.rl.classifier:
         raise SerError(
