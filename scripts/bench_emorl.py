@@ -12,10 +12,13 @@ the first run, reused by the others) and the same split (`protocol.seed=A`), and
 each lambda's mean over seeds: with a few hundred episodes one DQN run is not a measurement.
 With `--folds K` that is done on each of K speaker folds (`protocol=kfold_speaker`, a
 classifier per fold, `--val-speakers` of the other folds' speakers for the agents' episodes),
-and the tables, checks and plot use the mean over every fold and seed.
+and the tables, checks and plot use the mean over every fold and seed. `--classifiers` gives
+one trained streaming classifier per fold (in fold order; one for a hold-out) to reuse instead
+of training them again.
 
     python scripts/bench_emorl.py [--root ../shared/data/ravdess] [--wait-costs 0.02 0.05 0.1 0.2]
-        [--seeds 42 1 2] [--folds 6 [--val-speakers 3]] [-- extra Hydra overrides]
+        [--seeds 42 1 2] [--folds 6 [--val-speakers 3]] [--classifiers A.ckpt ...]
+        [-- extra Hydra overrides]
 """
 
 from __future__ import annotations
@@ -65,8 +68,8 @@ def fold_runs(
     first, *others = seeds
     split = [*fold, f"protocol.seed={first}"]
     runs = [run_agents(tmp, base, env, experiment, f"{tag}-seed{first}", [f"seed={first}", *split])]
-    # the classifier the first run trained, unless one was given (`rl.classifier=` in base)
-    given = any(o.startswith("rl.classifier=") for o in base)
+    # the classifier the first run trained, unless one was given (`rl.classifier=`)
+    given = any(o.startswith("rl.classifier=") for o in [*base, *fold])
     ckpt = Path(tmp) / f"{tag}-seed{first}" / "classifier.ckpt"
     for seed in others:
         reuse = [f"seed={seed}", *split, *([] if given else [f"rl.classifier={ckpt}"])]
@@ -88,9 +91,12 @@ def table_lines(table: pd.DataFrame) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     for _, row in table.iterrows():
-        setting = {"agent": f"λ = {row.setting:g}", "settled": "oracle"}.get(
-            row.strategy, f"{row.setting:g}"
-        )
+        named = {
+            "agent": f"λ = {row.setting:g}",
+            "settled": "oracle",
+            "fitted": f"≤ {row.setting:g}",
+        }
+        setting = named.get(row.strategy, f"{row.setting:g}")
         lines.append(
             f"| {row.strategy} | {setting} | {row.uar:.3f} | {row.wa:.3f} | "
             f"{row.fraction_mean:.2f} | {row.seconds_mean:.2f} |"
@@ -116,6 +122,9 @@ def main() -> None:
         "--folds", type=int, default=None, help="speaker folds (default: one hold-out split)"
     )
     parser.add_argument("--val-speakers", type=int, default=3, help="per fold, with --folds")
+    parser.add_argument(
+        "--classifiers", nargs="+", default=None, help="a trained classifier per fold, reused"
+    )
     parser.add_argument("--readme", type=Path, default=REPO / "README.md")
     parser.add_argument("--image", type=Path, default=REPO / "docs/img/emorl_tradeoff.png")
     args, extra = parser.parse_known_args()
@@ -131,6 +140,10 @@ def main() -> None:
             f"protocol.val_speakers={args.val_speakers}",
         ]
         folds = [[*protocol, f"rl.fold={k}"] for k in range(args.folds)]
+    if args.classifiers:
+        if len(args.classifiers) != len(folds):
+            parser.error(f"--classifiers needs {len(folds)} checkpoint(s), one per fold")
+        folds = [[*f, f"rl.classifier={c}"] for f, c in zip(folds, args.classifiers, strict=True)]
     started = time.perf_counter()
     runs, fulls = [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -208,6 +221,7 @@ def main() -> None:
         *(["--seeds", *args.seeds] if args.seeds else []),
         *(["--folds", str(args.folds)] if args.folds else []),
         *(["--val-speakers", str(args.val_speakers)] if args.val_speakers != 3 else []),
+        *(["--classifiers", *args.classifiers] if args.classifiers else []),
         *extra,
     ]
     block = "\n".join(

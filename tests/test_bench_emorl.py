@@ -4,6 +4,8 @@ over the runs, in the order the runs list them."""
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -38,3 +40,23 @@ def test_goal_check_needs_both_the_accuracy_and_the_audio() -> None:
     assert "goal met" in bench.goal_check(0.1, 0.48, 0.60, 0.50, "")
     assert "goal NOT met" in bench.goal_check(0.1, 0.47, 0.50, 0.50, "")
     assert "goal NOT met" in bench.goal_check(0.1, 0.50, 0.61, 0.50, "")
+
+
+def test_table_names_the_budget_of_a_fitted_rule_and_the_lambda_of_an_agent() -> None:
+    table = decisions(0.5, 0.4, 0.6).assign(
+        strategy=["full", "fitted", "agent"], wa=0.4, seconds_mean=1.0
+    )
+    lines = bench.table_lines(table)
+    assert lines[-2].startswith("| fitted | ≤ 0.5 | 0.400 |")
+    assert lines[-1].startswith("| agent | λ = 0.1 | 0.400 |")
+
+
+def test_one_classifier_per_fold_is_checked_before_anything_runs(tmp_path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--folds", "2", "--classifiers", "a.ckpt"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert "--classifiers needs 2 checkpoint(s), one per fold" in result.stderr

@@ -15,6 +15,8 @@ from ser.rl.env import TERMINATE, WAIT, LabelEnv, ObservationSpec, Reward, Strea
 from ser.rl.evaluate import (
     baseline_table,
     confidence_decisions,
+    falling_threshold_decisions,
+    fit_falling_thresholds,
     fraction_decisions,
     policy_decisions,
     settled_decisions,
@@ -164,6 +166,40 @@ def test_baselines_decide_where_they_should() -> None:
     ]
     spec = ObservationSpec()
     assert list(policy_decisions(lambda o: np.full(len(o), WAIT), [s], spec)) == [8]
+
+
+def confident_stream(top: list[float], label: int) -> UtteranceStream:
+    """Right all along, with the top posterior `top[k]` after chunk k + 1."""
+    post = np.array([[(1 - t) / 3] * 4 for t in top], dtype=np.float32)
+    post[:, label] = top
+    return UtteranceStream(post, np.zeros((len(top), 6), np.float32), label, len(top) * 0.25, 0.25)
+
+
+def test_falling_threshold_asks_for_less_the_more_is_heard() -> None:
+    s = confident_stream([0.5, 0.6, 0.7, 0.8], label=1)  # heard: 25, 50, 75, 100 %
+    assert list(falling_threshold_decisions([s], 0.9, 0.0)) == [4]  # never that sure: the end
+    assert list(falling_threshold_decisions([s], 0.9, 0.4)) == [3]  # 0.7 >= 0.9 - 0.4 * 0.75
+    assert list(falling_threshold_decisions([s], 0.5, 0.0)) == [1]
+
+
+def test_fitted_threshold_keeps_to_its_budget() -> None:
+    # Sure and right at once, or less sure and wrong until the end: a threshold between the
+    # two confidences (0.97 and 0.94) is right everywhere, hearing 56 % of the speech on average.
+    streams = [confident_stream([0.97] * 8, k % 4) for k in range(4)]
+    streams += [late_stream(8, k % 4) for k in range(4)]
+    fitted = fit_falling_thresholds(streams, budgets=(0.0, 0.5, 0.6))
+    assert 0.0 not in fitted  # no rule hears nothing
+    heard = {b: falling_threshold_decisions(streams, *rule) for b, rule in fitted.items()}
+    assert list(heard[0.6]) == [1] * 4 + [8] * 4
+    # within 50 % the late streams must be cut short, where they are wrong
+    assert np.mean(heard[0.5] / 8) <= 0.5
+    assert list(heard[0.5][:4]) == [1] * 4
+    table = baseline_table(streams, fit_on=streams)
+    fitted_rows = table[table.strategy == "fitted"].set_index("setting")
+    assert fitted_rows.loc[0.6, "wa"] == 1.0
+    assert fitted_rows.loc[0.6, "fraction_mean"] == pytest.approx((1 / 8 + 1) / 2)
+    assert fitted_rows.loc[0.5, "wa"] == 0.5
+    assert "fitted" not in set(baseline_table(streams).strategy)  # nothing to fit on
 
 
 def test_dqn_learns_to_wait_when_waiting_pays() -> None:

@@ -1,5 +1,6 @@
 """Early-decision strategies scored on held-out speakers: the agent, the full utterance, fixed
-fractions, and posterior-confidence thresholds; accuracy against audio consumed. One oracle
+fractions, posterior-confidence thresholds, and a confidence threshold that falls with the share
+heard, fitted on the agent's own episodes; accuracy against audio consumed. One oracle
 row, `settled`, is a reference rather than a strategy: it stops where the prediction stops
 changing, which only the future tells, so it shows how early the whole-utterance answer is
 there to be found."""
@@ -20,6 +21,11 @@ from ser.rl.streams import UtteranceStream
 
 FIXED_FRACTIONS = (0.25, 0.5, 0.75)
 CONFIDENCE_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+# The falling-threshold rules searched (start - slope * share heard), and the audio budgets
+# (mean share of speech heard) one rule is fitted for each.
+FALLING_STARTS = tuple(round(0.3 + 0.05 * i, 2) for i in range(15))  # 0.3 .. 1.0
+FALLING_SLOPES = tuple(round(0.1 * i, 1) for i in range(9))  # 0 .. 0.8
+FITTED_BUDGETS = (0.4, 0.5, 0.6, 0.7, 0.8)
 
 PolicyFn = Callable[[np.ndarray], np.ndarray]
 
@@ -60,6 +66,40 @@ def confidence_decisions(streams: Sequence[UtteranceStream], threshold: float) -
     return np.array(heard)
 
 
+def falling_threshold_decisions(
+    streams: Sequence[UtteranceStream], start: float, slope: float
+) -> np.ndarray:
+    """Stop at the first chunk whose top posterior reaches `start - slope * share heard`: a
+    confidence threshold that asks for less certainty the more has been heard."""
+    heard = []
+    for s in streams:
+        share = s.fraction_heard(np.arange(1, s.chunks + 1))
+        confident = np.flatnonzero(s.posteriors.max(axis=1) >= start - slope * share)
+        heard.append(int(confident[0]) + 1 if len(confident) else s.chunks)
+    return np.array(heard)
+
+
+def fit_falling_thresholds(
+    streams: Sequence[UtteranceStream], budgets: Sequence[float] = FITTED_BUDGETS
+) -> dict[float, tuple[float, float]]:
+    """Per audio budget, the (start, slope) with the best UAR on `streams` (the agent's
+    episodes: fitting on the test speakers would flatter it) among the rules hearing at most
+    that share of the speech on average; budgets no rule meets are left out."""
+    scored = []
+    for start in FALLING_STARTS:
+        for slope in FALLING_SLOPES:
+            result = score(streams, falling_threshold_decisions(streams, start, slope))
+            scored.append((result["uar"], result["fraction_mean"], start, slope))
+    fitted = {}
+    for budget in budgets:
+        within = [row for row in scored if row[1] <= budget + 1e-9]
+        if within:
+            # the best UAR; among equals the least audio, then the first in the grid
+            best = max(within, key=lambda row: (row[0], -row[1]))
+            fitted[float(budget)] = (best[2], best[3])
+    return fitted
+
+
 def settled_decisions(streams: Sequence[UtteranceStream]) -> np.ndarray:
     """(Oracle) the first chunk from which the prediction equals the final one to the end."""
     heard = []
@@ -87,8 +127,12 @@ def score(streams: Sequence[UtteranceStream], heard: np.ndarray) -> dict[str, fl
     }
 
 
-def baseline_table(streams: Sequence[UtteranceStream]) -> pd.DataFrame:
-    """One row per baseline strategy (full, fixed fractions, confidence thresholds)."""
+def baseline_table(
+    streams: Sequence[UtteranceStream], fit_on: Sequence[UtteranceStream] | None = None
+) -> pd.DataFrame:
+    """One row per baseline strategy (full, fixed fractions, confidence thresholds, the settled
+    oracle) on `streams`; with `fit_on`, also a falling threshold fitted there per budget
+    (strategy `fitted`, setting the budget), the agent's rival on equal data."""
     rows = [{"strategy": "full", "setting": 1.0, **score(streams, full_decisions(streams))}]
     for f in FIXED_FRACTIONS:
         rows.append(
@@ -97,6 +141,9 @@ def baseline_table(streams: Sequence[UtteranceStream]) -> pd.DataFrame:
     for t in CONFIDENCE_THRESHOLDS:
         heard = confidence_decisions(streams, t)
         rows.append({"strategy": "confidence", "setting": t, **score(streams, heard)})
+    for budget, (start, slope) in (fit_falling_thresholds(fit_on) if fit_on else {}).items():
+        heard = falling_threshold_decisions(streams, start, slope)
+        rows.append({"strategy": "fitted", "setting": budget, **score(streams, heard)})
     settled = settled_decisions(streams)
     rows.append({"strategy": "settled", "setting": 1.0, **score(streams, settled)})
     return pd.DataFrame(rows)
@@ -130,6 +177,15 @@ def plot_tradeoff(
     ax.plot(conf.fraction_mean, conf.uar, "o-", color="tab:blue", label="confidence threshold")
     fixed = table[table.strategy.isin(["fixed", "full"])].sort_values("fraction_mean")
     ax.plot(fixed.fraction_mean, fixed.uar, "s--", color="tab:gray", label="fixed fraction")
+    fitted = table[table.strategy == "fitted"].sort_values("fraction_mean")
+    if len(fitted):
+        ax.plot(
+            fitted.fraction_mean,
+            fitted.uar,
+            "^-",
+            color="tab:green",
+            label="falling threshold fitted on the agent's episodes",
+        )
     full = table[table.strategy == "full"].iloc[0]
     ax.axhline(full.uar, color="black", lw=0.8, ls=":", label=f"full utterance ({full.uar:.3f})")
     settled = table[table.strategy == "settled"]

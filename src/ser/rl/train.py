@@ -190,9 +190,10 @@ def run_emorl(
     artifacts: Path,
 ) -> dict[str, float]:
     spec = ObservationSpec(**cfg.rl.observation)
-    table = baseline_table(test_streams)
     longest = max(s.duration_s for s in train_streams + test_streams)
     train_streams = reward_targets(train_streams, str(cfg.rl.reward.target))
+    # the falling threshold is fitted on the agent's episodes and targets: equal data
+    table = baseline_table(test_streams, fit_on=train_streams)
     agent_rows, agent_fractions = [], None
     for wait_cost in cfg.rl.wait_costs:
         reward = Reward(cfg.rl.reward.correct, cfg.rl.reward.wrong, float(wait_cost))
@@ -228,6 +229,11 @@ def run_emorl(
         "test/full_wa": full.wa,
         "test/settled_fraction": settled.fraction_mean,  # the oracle: where the answer settles
     }
+    for row in table[table.strategy == "fitted"].itertuples():
+        metrics |= {
+            f"test/fitted_uar_budget{row.setting:g}": row.uar,
+            f"test/fitted_fraction_budget{row.setting:g}": row.fraction_mean,
+        }
     for row in agent_rows:
         tag = f"lambda{row['setting']:g}"
         metrics |= {
