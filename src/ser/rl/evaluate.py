@@ -59,18 +59,14 @@ def fraction_decisions(streams: Sequence[UtteranceStream], fraction: float) -> n
 
 def confidence_decisions(streams: Sequence[UtteranceStream], threshold: float) -> np.ndarray:
     """Stop at the first chunk whose top posterior reaches `threshold` (else at the end)."""
-    heard = []
-    for s in streams:
-        confident = np.flatnonzero(s.posteriors.max(axis=1) >= threshold)
-        heard.append(int(confident[0]) + 1 if len(confident) else s.chunks)
-    return np.array(heard)
+    return falling_threshold_decisions(streams, threshold, slope=0.0)
 
 
 def falling_threshold_decisions(
     streams: Sequence[UtteranceStream], start: float, slope: float
 ) -> np.ndarray:
-    """Stop at the first chunk whose top posterior reaches `start - slope * share heard`: a
-    confidence threshold that asks for less certainty the more has been heard."""
+    """Stop at the first chunk whose top posterior reaches `start - slope * share heard` (else
+    at the end): a confidence threshold that asks for less certainty the more has been heard."""
     heard = []
     for s in streams:
         share = s.fraction_heard(np.arange(1, s.chunks + 1))
