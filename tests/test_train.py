@@ -47,6 +47,19 @@ def test_fast_dev_run(make_cfg: ComposeFn, net: str) -> None:
     assert 0.0 <= metrics["val/uar"] <= 1.0
 
 
+@pytest.mark.parametrize("net", NETS)
+def test_a_training_split_one_more_than_a_batch_trains(make_cfg: ComposeFn, net: str) -> None:
+    # A last batch of one utterance is what batch norm cannot train on (the MLP's BatchNorm1d
+    # raised "Expected more than 1 value per channel"); any split of size 1 mod batch size.
+    cfg = make_cfg([f"model={net}", "logger=csv", "trainer.max_epochs=1", "test=false"])
+    size = build_datamodule(cfg).split_size("train")
+    cfg.data.batch_size = size - 1
+    datamodule = build_datamodule(cfg)
+    assert len(datamodule.train_dataloader()) == 1  # the lone utterance sits this epoch out
+    metrics = train(cfg)
+    assert np.isfinite(metrics["train/loss"])
+
+
 def test_prefix_loss_trains_a_streaming_classifier_through_the_entry_point(
     make_cfg: ComposeFn,
 ) -> None:

@@ -18,11 +18,13 @@ import hydra
 import joblib
 import pandas as pd
 import pytorch_lightning as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities.exceptions import SIGTERMException
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from ser.atomic import atomic_write
 from ser.augment import build as build_augmentation
@@ -200,10 +202,13 @@ def train(
             loggers.append(instantiate(settings))
     # SIGTERM (e.g. from a cluster scheduler) ends the run as KILLED instead of RUNNING forever.
     previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    # Under DDP every process runs this function; only rank 0 (the MLflow run's owner; other
+    # ranks hold Lightning's dummy logger) reports and writes artifacts.
+    main_process = rank_zero_only.rank == 0
     try:
         metrics = _fit_and_test(cfg, datamodule, loggers, mlflow, artifacts)
     except BaseException as error:
-        if mlflow is not None:
+        if mlflow is not None and main_process:
             status = finish_run(mlflow, error)
             log.error("MLflow run %s marked %s", mlflow.run_id, status)
         if isinstance(error, SIGTERMException):
@@ -212,6 +217,8 @@ def train(
         raise
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
+    if not main_process:
+        return metrics
     if mlflow is not None:
         finish_run(mlflow, None)
         print(f"\n{run_summary(mlflow)}")
@@ -242,7 +249,7 @@ def _fit_and_test(
         client.log_metric(run_id, "data/skipped_files", len(datamodule.skipped))
         for split in ("train", "val", "test"):
             client.log_metric(run_id, f"data/{split}_utterances", datamodule.split_size(split))
-    if datamodule.skipped:
+    if datamodule.skipped and rank_zero_only.rank == 0:
         lines = [f"{path}\t{reason}" for path, reason in datamodule.skipped.items()]
         with atomic_write(artifacts / "skipped_files.tsv") as tmp:
             tmp.write_text("\n".join(lines) + "\n")
@@ -255,20 +262,25 @@ def _fit_and_test(
             mlflow.experiment.log_artifacts(mlflow.run_id, str(artifacts))
         return metrics
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, **_device_settings(cfg.trainer)
+    )
     trainer.fit(model=model, datamodule=datamodule)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if cfg.get("test"):
+        # Under DDP each process tests a shard; the metrics and predictions are the whole set's.
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None)
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    if not trainer.is_global_zero:
+        return metrics
     if model.history:
         plot_learning_curves(model.history, artifacts / "learning_curves.png")
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if best and cfg.get("save_checkpoint"):
         Path(cfg.save_checkpoint).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(best, cfg.save_checkpoint)
-
     if cfg.get("test"):
-        trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None)
-        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
         preds, targets = model.test_predictions()
         write_evaluation(targets.tolist(), preds.tolist(), datamodule.labels, artifacts)
     if mlflow is not None:
@@ -286,6 +298,18 @@ def _fit_and_test(
             )
             print(f"Registered models:/{cfg.register_model}/{version} (alias champion)")
     return metrics
+
+
+def _device_settings(trainer_cfg: DictConfig) -> dict[str, Any]:
+    """Trainer settings that depend on the hardware found: SyncBatchNorm runs on CUDA only,
+    so a CPU (gloo) DDP run keeps per-process batch-norm statistics instead of crashing."""
+    if not trainer_cfg.get("sync_batchnorm"):
+        return {}
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return {}
+    log.info("trainer.sync_batchnorm ignored: SyncBatchNorm needs CUDA GPUs (this run: CPU)")
+    return {"sync_batchnorm": False}
 
 
 # val/uar is the last epoch's: the one to tune on when the last epoch is tested (fixed schedule).

@@ -12,7 +12,7 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ser.augment import change_speed
 from ser.data.manifest import dataset_fingerprint
@@ -38,6 +38,26 @@ def pad_collate(items: Sequence[tuple[torch.Tensor, int]]) -> Batch:
 
 
 SpecFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+class ShardSampler(DistributedSampler):
+    """One contiguous block of the dataset per process, without the repeats that PyTorch's
+    DistributedSampler pads with: under DDP every validation and test utterance is scored
+    exactly once, and the shards in rank order are the dataset in order. (A subclass of
+    DistributedSampler, so that Lightning keeps it instead of replacing it.)"""
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+        size = len(dataset)  # type: ignore[arg-type]
+        start, stop = size * rank // num_replicas, size * (rank + 1) // num_replicas
+        self.indices = range(start, stop)
+        self.num_samples = len(self.indices)
+
+    def __iter__(self):  # type: ignore[override]
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return self.num_samples
 
 
 class FeatureDataset(Dataset):
@@ -353,13 +373,21 @@ class SERDataModule(pl.LightningDataModule):
         )
 
     def _loader(self, split: str) -> DataLoader:
+        dataset = self.dataset(split)
+        processes = self.trainer.world_size if self.trainer is not None else 1
+        sampler = None
+        if split != "train" and processes > 1:
+            sampler = ShardSampler(dataset, processes, self.trainer.global_rank)
         return DataLoader(
-            self.dataset(split),
+            dataset,
             batch_size=self.batch_size,
-            shuffle=split == "train",
+            shuffle=split == "train" and sampler is None,
+            sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=pad_collate,
             persistent_workers=self.num_workers > 0,
+            drop_last=split == "train"
+            and leaves_one_behind(len(dataset), self.batch_size, processes),
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -370,3 +398,12 @@ class SERDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")
+
+
+def leaves_one_behind(size: int, batch_size: int, processes: int = 1) -> bool:
+    """Whether each process's last training batch would hold a single utterance, which batch
+    norm cannot train on ("Expected more than 1 value per channel"). That batch is dropped;
+    the loader shuffles, so a different utterance sits out each epoch. Under DDP every process
+    draws ceil(size / processes) utterances (PyTorch's sampler pads with repeats)."""
+    per_process = -(-size // processes)
+    return per_process > 1 and per_process % batch_size == 1

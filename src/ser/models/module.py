@@ -116,9 +116,6 @@ class SERModule(pl.LightningModule):
         preds = logits.argmax(dim=-1)
         self.metrics[f"{stage}_metrics"].update(preds, y)
         self.mean_losses[f"{stage}_loss"].update(loss.detach(), weight=len(y))
-        self.log(
-            f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y)
-        )
         if stage == "test":
             self.test_outputs.append((preds.cpu(), y.cpu()))
         return loss
@@ -146,13 +143,14 @@ class SERModule(pl.LightningModule):
         metrics.reset()
         mean_loss.reset()
         for key, value in values.items():
-            if key != "loss":  # the loss is logged (epoch mean) by _step
-                self.log(f"{stage}/{key}", value, prog_bar=key == "uar")
+            # torchmetrics has already summed every process's counts, so each value is the
+            # whole split's; sync_dist only averages identical copies (and tells Lightning so).
+            self.log(f"{stage}/{key}", value, prog_bar=key in ("uar", "loss"), sync_dist=True)
             if stage != "test" and not self.trainer.sanity_checking:
                 self.history[f"{stage}/{key}"].append(float(value))
         if stage == "val" and not self.trainer.sanity_checking:
             self.val_uar_best.update(values["uar"])
-            self.log("val/uar_best", self.val_uar_best.compute(), prog_bar=True)
+            self.log("val/uar_best", self.val_uar_best.compute(), prog_bar=True, sync_dist=True)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
@@ -174,9 +172,16 @@ class SERModule(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
+        if self.trainer.world_size > 1 and torch.distributed.is_initialized():
+            # Each process tested one contiguous shard of the test set (ShardSampler): in rank
+            # order, the shards are the whole set, every utterance once, in dataset order.
+            shards: list[Any] = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(shards, self.test_outputs)
+            self.test_outputs = [batch for shard in shards for batch in shard]
 
     def test_predictions(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(predictions, targets) of the last test run."""
+        """(predictions, targets) of the last test run, over the whole test set in every
+        process."""
         preds, targets = zip(*self.test_outputs, strict=True)
         return torch.cat(preds), torch.cat(targets)
 
