@@ -11,6 +11,12 @@ pyAudioAnalysis on the same files, so both see the same machine load. Only featu
 is timed (decoding is not). Real-time factor = compute seconds / audio seconds.
 --check also reports the max relative error between the two on the subset, per feature group:
 per feature row, max |ser - ref| / (max |ref| + 1e-10), maximised over files.
+
+    python scripts/bench_features.py --parallel compare [--root ...] [--limit N]
+
+times instead the whole corpus extraction of one feature group (decoding and the default
+preprocessing included, as `python train.py` does it, into an empty cache) with
+features.n_jobs=1 and with one worker process per core, side by side, and the ratio.
 """
 
 from __future__ import annotations
@@ -116,12 +122,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="torch device for ser")
     parser.add_argument("--check", action="store_true", help="report max relative error")
     parser.add_argument("--list-files", action="store_true", help="print the subset's files")
+    parser.add_argument(
+        "--parallel", metavar="FEATURES", help="time corpus extraction with 1 and all cores"
+    )
     args = parser.parse_args(argv)
 
     paths = sorted(args.root.glob("Actor_*/*.flac"))[: args.limit]
     if not paths:
         print(f"no Actor_*/*.flac files under {args.root}", file=sys.stderr)
         return 1
+    if args.parallel:
+        return bench_parallel(paths, args.parallel)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     info = {p: sf.info(p) for p in paths}
@@ -187,6 +198,65 @@ def main(argv: list[str] | None = None) -> int:
         for name, cols in GROUPS.items():
             worst = cols.start + int(errors[cols].argmax())
             print(f"  {name:<20} {errors[cols].max():.2e}  (worst: {FEATURE_NAMES[worst]})")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return 0
+
+
+def bench_parallel(paths: list[Path], features: str) -> int:
+    """Corpus extraction (preprocess=default, features=FEATURES, empty cache) with n_jobs=1,
+    then with every core; wall and CPU time of this process and its workers."""
+    import resource
+    import tempfile
+
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from ser.features import FeatureCache, extract_corpus
+    from ser.features.extract import resolve_jobs
+    from ser.train import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=[f"features={features}", "preprocess=default"])
+    preprocessor = instantiate(cfg.preprocess)
+    extractor = instantiate(cfg.features.extractor)
+    extractor_config = OmegaConf.to_container(cfg.features.extractor, resolve=True)
+    audio_s = sum(sf.info(p).duration for p in paths)
+    cores = resolve_jobs(-1)
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(
+        f"features={features} preprocess=default: {len(paths)} files, {audio_s:.1f} s audio, "
+        f"{cores} cores, each run into an empty cache (worker start-up included)"
+    )
+    walls = {}
+    for n_jobs in (1, cores):
+
+        def used() -> float:
+            own, kids = (
+                resource.getrusage(r) for r in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+            )
+            return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+        with tempfile.TemporaryDirectory() as cache_dir:
+            wall, cpu = time.perf_counter(), used()
+            result = extract_corpus(
+                [str(p) for p in paths],
+                preprocessor,
+                extractor,
+                extractor_config,
+                FeatureCache(cache_dir),
+                n_jobs=n_jobs,
+            )
+            wall, cpu = time.perf_counter() - wall, used() - cpu
+        walls[n_jobs] = wall
+        done = len(paths) - len(result.skipped)
+        # Workers' CPU shows in RUSAGE_CHILDREN only once they exit (loky keeps them alive).
+        cpu_note = f"{cpu:8.1f} s CPU" if n_jobs == 1 else "  (CPU in workers)"
+        print(
+            f"n_jobs={n_jobs:<3d} {done:5d} files {wall:8.1f} s wall {cpu_note}  "
+            f"{done / wall:6.1f} files/s  RTF {wall / audio_s:.2e}"
+        )
+    print(f"speed-up with {cores} processes: {walls[1] / walls[cores]:.2f}x wall")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 

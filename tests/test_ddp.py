@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -25,8 +26,9 @@ ODD_TEST_SPLIT = [
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["lightning", "torchrun"])
 def test_two_process_cpu_ddp_run_scores_every_test_utterance_once(
-    tmp_path: Path, cli, train_args, make_cfg
+    launcher: str, tmp_path: Path, cli, train_args, make_cfg
 ) -> None:
     checkpoint = tmp_path / "ddp.ckpt"
     args = train_args(
@@ -37,6 +39,9 @@ def test_two_process_cpu_ddp_run_scores_every_test_utterance_once(
         f"save_checkpoint={checkpoint}",
         *ODD_TEST_SPLIT,
     )
+    if launcher == "torchrun":  # two processes started by torchrun, not by Lightning
+        torchrun = str(Path(sys.executable).with_name("torchrun"))
+        args = [torchrun, "--standalone", "--nproc-per-node=2", *args[1:]]
     result = cli(args, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "SyncBatchNorm" not in result.stderr  # ignored on CPU, not a crash

@@ -380,6 +380,33 @@ def test_speaker_dependent_runs_say_so(make_cfg: ComposeFn, tmp_path: Path) -> N
     (run,) = runs(store(tmp_path))
     assert run.info.run_name.endswith("speaker_dependent")
     assert run.data.tags["speaker_independent"] == "false"
+    assert run.data.tags["model_selection"] == "speaker_dependent"
+
+
+def test_a_two_speaker_corpus_is_cross_validated_on_unseen_test_speakers(
+    make_cfg: ComposeFn, tmp_path: Path
+) -> None:
+    # TESS's shape: two speakers. Each fold tests one; the other trains and validates on
+    # held-out utterances of its own, and the runs say that model selection saw the speaker.
+    cfg = make_cfg(
+        [
+            "dataset.loader.n_speakers=2",
+            "protocol=loso",
+            "protocol.val_speakers=0",
+            "protocol.val_utterances=0.25",
+            "model=mlp",
+            "trainer.max_epochs=1",
+        ]
+    )
+    summary = train_folds(cfg)
+    assert np.isfinite(summary["test/uar"])
+    every = runs(store(tmp_path))
+    assert len(every) == 3  # the parent and two folds
+    for run in every:
+        assert run.data.tags["speaker_independent"] == "true"
+        assert run.data.tags["model_selection"] == "speaker_dependent"
+    folds = pd.read_csv(tmp_path / "output" / "artifacts" / "folds.csv", dtype=str)
+    assert sorted(folds["test_speakers"]) == ["spk00", "spk01"]
 
 
 def test_speaker_norm_standardises_each_speaker_and_is_labelled(

@@ -30,7 +30,7 @@ from ser.atomic import atomic_write
 from ser.augment import build as build_augmentation
 from ser.data.datamodule import SERDataModule
 from ser.data.manifest import load_folds, load_manifest
-from ser.data.splits import speakers_in
+from ser.data.splits import speakers_in, validates_on_training_speakers
 from ser.errors import SerError, exit_on_user_error
 from ser.evaluate import plot_learning_curves, write_evaluation
 from ser.models.classical import ClassicalModel
@@ -70,6 +70,8 @@ def build_datamodule(
         window_hop_s=cfg.data.get("window_hop_s"),
         random_crop_s=cfg.data.get("random_crop_s"),
         speed_copies=list((cfg.augmentation or {}).get("speed_copies") or []),
+        val_from_train=validates_on_training_speakers(cfg.protocol),
+        feature_jobs=cfg.features.get("n_jobs", -1),
     )
 
 
@@ -145,6 +147,14 @@ def _run_tags(cfg: DictConfig) -> dict[str, str]:
         "protocol": cfg.protocol.name,
         "speaker_independent": str(cfg.protocol.get("speaker_independent", True)).lower(),
         "speaker_norm": str(cfg.features.get("speaker_norm", False)).lower(),
+        # Validation on utterances of the training speakers: the test is still on unseen
+        # speakers, but the checkpoint was chosen on seen ones.
+        "model_selection": (
+            "speaker_dependent"
+            if validates_on_training_speakers(cfg.protocol)
+            or not cfg.protocol.get("speaker_independent", True)
+            else "speaker_independent"
+        ),
         **_sweep_tags(),
     }
     tags.update({f"tag.{t}": "true" for t in cfg.get("tags") or []})

@@ -7,6 +7,8 @@ import pandas as pd
 import pytest
 
 from ser.data.splits import (
+    check_speaker_independent,
+    holdout_split,
     kfold_speaker,
     leave_one_speaker_out,
     predefined,
@@ -71,3 +73,49 @@ def test_speaker_dependent_puts_speakers_on_both_sides() -> None:
     out = speaker_dependent(corpus(n_speakers=4, per_speaker=20), seed=0)
     assert (out.groupby("speaker")["split"].nunique() > 1).any()
     assert set(out["split"]) == {"train", "val", "test"}
+
+
+def test_two_speakers_cross_validate_with_held_out_utterances_for_validation() -> None:
+    two = corpus(n_speakers=2, per_speaker=20)
+    with pytest.raises(SerError, match=r"protocol.val_speakers=0 protocol.val_utterances=0.15"):
+        leave_one_speaker_out(two)
+    with pytest.raises(SerError, match="val_utterances"):
+        leave_one_speaker_out(two, val_speakers=0)
+    folds = leave_one_speaker_out(two, val_speakers=0, val_utterances=0.2)
+    assert len(folds) == 2 and each_tested_once(folds)
+    for fold in folds:
+        (test_speaker,) = fold.loc[fold["split"] == "test", "speaker"].unique()
+        seen = fold.loc[fold["split"] != "test", "speaker"].unique()
+        assert test_speaker not in seen  # the test speaker stays unseen
+        val = fold[fold["split"] == "val"]
+        assert set(val["speaker"]) == set(seen)  # validation: utterances of training speakers
+        # 20 % of each (speaker, label) group of 10: 2 per label
+        assert val.groupby("label").size().to_dict() == {"happy": 2, "sad": 2}
+        assert not set(val["path"]) & set(fold.loc[fold["split"] == "train", "path"])
+
+
+def test_held_out_utterances_refuse_validation_speakers_and_bad_fractions() -> None:
+    with pytest.raises(SerError, match="val_speakers=0"):
+        leave_one_speaker_out(corpus(n_speakers=4), val_speakers=1, val_utterances=0.2)
+    with pytest.raises(SerError, match=r"fraction in \(0, 1\)"):
+        leave_one_speaker_out(corpus(n_speakers=2), val_speakers=0, val_utterances=1.5)
+    with pytest.raises(SerError, match="holds out no utterance"):
+        leave_one_speaker_out(corpus(n_speakers=2), val_speakers=0, val_utterances=0.01)
+
+
+def test_holdout_of_two_speakers_tests_one_and_validates_on_the_other() -> None:
+    two = corpus(n_speakers=2, per_speaker=20)
+    with pytest.raises(SerError, match="protocol.val_utterances=0.15"):
+        holdout_split(two)
+    out = holdout_split(two, val_utterances=0.2, seed=3)
+    assert out.loc[out["split"] == "test", "speaker"].nunique() == 1
+    assert set(out.loc[out["split"] == "val", "speaker"]) == set(
+        out.loc[out["split"] == "train", "speaker"]
+    )
+    with pytest.raises(SerError, match="speaker overlap"):
+        check_speaker_independent(out)  # only allowed where the protocol asks for it
+    check_speaker_independent(out, val_from_train=True)
+    leaked = out.copy()
+    leaked.loc[leaked.index[0], "split"] = "test" if out.loc[0, "split"] != "test" else "train"
+    with pytest.raises(SerError, match="speaker overlap"):
+        check_speaker_independent(leaked, val_from_train=True)  # never into test

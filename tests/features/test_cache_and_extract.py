@@ -134,3 +134,73 @@ def test_audio_shorter_than_the_feature_window_is_skipped(tmp_path: Path) -> Non
     )
     assert result.features == [None]
     assert "too short for one analysis window" in result.skipped[short]
+
+
+def test_worker_processes_give_the_in_process_result_and_cache(
+    files: list[str], tmp_path: Path
+) -> None:
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(8000), 16000)
+    more = [str(write_tone(tmp_path / f"m{f}.wav", f, seconds=0.7)) for f in range(500, 1300, 100)]
+    paths = [files[0], str(silent), *more, str(tmp_path / "missing.wav"), *files[1:]]
+
+    def extract(cache_dir: str, n_jobs: int):
+        cache = FeatureCache(tmp_path / cache_dir)
+        result = extract_corpus(
+            paths, Preprocessor(), LogMel(n_mels=32), {"n_mels": 32}, cache, False, n_jobs=n_jobs
+        )
+        entries = {p.relative_to(cache.root): p.read_bytes() for p in cache.root.rglob("*.npy")}
+        return result, entries
+
+    one, one_cache = extract("one", 1)
+    two, two_cache = extract("two", 2)
+    assert len(one_cache) == len(paths) - 2 and one_cache == two_cache  # byte for byte
+    for a, b in zip(one.features, two.features, strict=True):
+        assert (a is None and b is None) or np.array_equal(a, b)
+    assert one.fingerprints == two.fingerprints
+    assert list(two.skipped) == [str(silent), str(tmp_path / "missing.wav")]  # input order
+    assert one.skipped == two.skipped
+    assert extract("two", 2)[0].cache_hits == len(paths) - 2
+
+
+def test_a_crash_in_one_files_extraction_is_that_files_skip_reason(
+    files: list[str], tmp_path: Path
+) -> None:
+    crashing = str(write_tone(tmp_path / "crash.wav", 500.0, seconds=0.9))
+
+    def fragile(wave: np.ndarray, sample_rate: int) -> np.ndarray:
+        if len(wave) > 0.8 * sample_rate:  # only the long file
+            raise RuntimeError("extractor bug")
+        return wave
+
+    for n_jobs in (1, 2):
+        result = extract_corpus(
+            [*files, crashing],
+            Preprocessor(trim=None),
+            LogMel(n_mels=32),
+            {},
+            FeatureCache(tmp_path / f"cache{n_jobs}"),
+            False,
+            fragile,
+            {"fragile": True},
+            n_jobs=n_jobs,
+        )
+        assert [f is None for f in result.features] == [False, False, False, True]
+        assert result.skipped == {
+            crashing: "feature extraction failed (RuntimeError: extractor bug)"
+        }
+        assert not list((tmp_path / f"cache{n_jobs}").rglob(".tmp-*"))  # no half-written entry
+
+
+def test_job_counts_follow_joblib() -> None:
+    import joblib
+
+    from ser.errors import SerError
+    from ser.features.extract import resolve_jobs
+
+    cores = joblib.cpu_count()
+    assert resolve_jobs(-1) == resolve_jobs(None) == cores
+    assert resolve_jobs(-2) == max(1, cores - 1)
+    assert resolve_jobs(3) == 3
+    with pytest.raises(SerError, match="n_jobs=0"):
+        resolve_jobs(0)

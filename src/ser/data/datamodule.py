@@ -195,10 +195,12 @@ class SERDataModule(pl.LightningDataModule):
         speaker_independent: bool = True,
         speaker_norm: bool = False,
         speed_copies: Sequence[float] = (),
+        val_from_train: bool = False,
+        feature_jobs: int | None = -1,
     ) -> None:
         super().__init__()
         if speaker_independent:
-            check_speaker_independent(manifest)
+            check_speaker_independent(manifest, val_from_train)
         self.manifest = manifest.reset_index(drop=True)
         self.labels = list(labels)
         self.preprocessor = preprocessor
@@ -240,6 +242,7 @@ class SERDataModule(pl.LightningDataModule):
                 f"augmentation.speed_copies={bad}: each speed factor must be > 0 and not 1 "
                 "(e.g. [0.9, 1.1])"
             )
+        self.feature_jobs = feature_jobs
         self.skipped: dict[str, str] = {}
         self.fingerprint = ""
         self._features: dict[str, list[np.ndarray]] = {}
@@ -268,6 +271,7 @@ class SERDataModule(pl.LightningDataModule):
             self.extractor,
             self.extractor_config,
             self.cache,
+            n_jobs=self.feature_jobs,
         )
         self.skipped = result.skipped
         self.fingerprint = dataset_fingerprint(self.manifest, result.fingerprints)
@@ -302,6 +306,7 @@ class SERDataModule(pl.LightningDataModule):
             self.cache,
             waveform_fn=functools.partial(change_speed, rate=rate),
             waveform_config={"speed_copy": rate},
+            n_jobs=self.feature_jobs,
         )
         keep = [i for i, f in enumerate(result.features) if f is not None]
         features = [result.features[i] for i in keep]

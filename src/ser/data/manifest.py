@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from ser.atomic import atomic_write
-from ser.data.splits import check_speaker_independent
+from ser.data.splits import check_speaker_independent, validates_on_training_speakers
 from ser.errors import SerError
 
 REQUIRED_COLUMNS = ("path", "speaker", "label", "split")
@@ -71,8 +71,11 @@ def build_manifest(cfg: DictConfig) -> pd.DataFrame:
     return folds[0]
 
 
-def read_manifest(path: str | Path, labels: Sequence[str] | None = None) -> pd.DataFrame:
-    """Read a manifest CSV and check its columns, labels and speaker independence."""
+def read_manifest(
+    path: str | Path, labels: Sequence[str] | None = None, val_from_train: bool = False
+) -> pd.DataFrame:
+    """Read a manifest CSV and check its columns, labels and speaker independence (with
+    `val_from_train`, validation utterances may come from training speakers)."""
     path = Path(path)
     if not path.is_file():
         raise SerError(f"manifest {path} not found; create it with `python -m ser.prepare`")
@@ -84,21 +87,22 @@ def read_manifest(path: str | Path, labels: Sequence[str] | None = None) -> pd.D
         unknown = sorted(set(manifest["label"]) - set(labels))
         if unknown:
             raise SerError(f"manifest {path} has labels {unknown} outside dataset.labels {labels}")
-    check_speaker_independent(manifest)
+    check_speaker_independent(manifest, val_from_train)
     return manifest
 
 
 def load_folds(cfg: DictConfig) -> list[pd.DataFrame]:
     """[`cfg.data.manifest`] if set (e.g. from the DVC prepare stage), else built in-process."""
     if cfg.data.get("manifest"):
-        return [read_manifest(cfg.data.manifest, list(cfg.dataset.labels))]
+        return [load_manifest(cfg)]
     return build_folds(cfg)
 
 
 def load_manifest(cfg: DictConfig) -> pd.DataFrame:
     """The single manifest of the config (a hold-out protocol or `data.manifest`)."""
     if cfg.data.get("manifest"):
-        return read_manifest(cfg.data.manifest, list(cfg.dataset.labels))
+        shared_val = validates_on_training_speakers(cfg.protocol)
+        return read_manifest(cfg.data.manifest, list(cfg.dataset.labels), shared_val)
     return build_manifest(cfg)
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,17 +20,39 @@ def holdout_split(
     val_speakers: Sequence[str] | None = None,
     test_speakers: Sequence[str] | None = None,
     seed: int = 0,
+    val_utterances: float | None = None,
 ) -> pd.DataFrame:
     """Return a copy of `manifest` with a `split` column, assigning whole speakers.
 
     Explicit speaker lists win; otherwise speakers are shuffled with `seed` and the fractions
-    (rounded, at least one speaker each) go to val and test.
+    (rounded, at least one speaker each) go to val and test. With `val_utterances`, no speaker
+    validates: that fraction of the training speakers' utterances does (see
+    `hold_out_utterances`), so two speakers are enough.
     """
     speakers = sorted(manifest["speaker"].astype(str).unique())
+    if val_utterances is not None:
+        if val_speakers:
+            raise SerError(
+                "protocol.val_utterances replaces validation speakers; set "
+                "protocol.val_speakers=null"
+            )
+        if len(speakers) < 2:
+            raise SerError(
+                f"a speaker-independent split needs at least 2 speakers, the corpus has "
+                f"{len(speakers)}; add speakers"
+            )
+        order = [speakers[i] for i in np.random.default_rng(seed).permutation(len(speakers))]
+        test = [str(s) for s in test_speakers] if test_speakers else None
+        if test is None:
+            test = order[: min(len(order) - 1, max(1, round(test_fraction * len(speakers))))]
+        out = manifest.copy()
+        out["split"] = ["test" if s in test else "train" for s in out["speaker"].astype(str)]
+        return hold_out_utterances(out, val_utterances, seed)
     if len(speakers) < 3:
         raise SerError(
             f"a speaker-independent split needs at least 3 speakers, the corpus has "
-            f"{len(speakers)}; add speakers or use a corpus with more"
+            f"{len(speakers)}; add speakers, or validate on held-out utterances of the "
+            "training speakers: protocol.val_utterances=0.15"
         )
     unknown = {str(s) for s in (val_speakers or []) + list(test_speakers or [])} - set(speakers)
     if unknown:
@@ -50,13 +73,42 @@ def holdout_split(
     return out
 
 
-def check_speaker_independent(manifest: pd.DataFrame) -> None:
-    """Raise SerError if any speaker appears in more than one split, or a split is empty."""
+def hold_out_utterances(
+    manifest: pd.DataFrame, fraction: float, seed: int | Sequence[int] = 0
+) -> pd.DataFrame:
+    """Move `fraction` of every training speaker's utterances of each label (drawn with `seed`)
+    to the validation split. Test speakers stay unseen, but model selection is then
+    speaker-dependent: for corpora with too few speakers to spare one (TESS has two)."""
+    if not 0 < fraction < 1:
+        raise SerError(f"protocol.val_utterances={fraction} must be a fraction in (0, 1), e.g. 0.15")
+    out = manifest.copy()
+    rng = np.random.default_rng(seed)
+    train = out[out["split"] == "train"]
+    for _, rows in train.groupby([train["speaker"].astype(str), train["label"]], sort=True):
+        order = rng.permutation(rows.index.to_numpy())
+        out.loc[order[: round(fraction * len(order))], "split"] = "val"
+    if not (out["split"] == "val").any():
+        raise SerError(
+            f"protocol.val_utterances={fraction} holds out no utterance of the training "
+            "speakers; raise it"
+        )
+    check_speaker_independent(out, val_from_train=True)
+    return out
+
+
+def check_speaker_independent(manifest: pd.DataFrame, val_from_train: bool = False) -> None:
+    """Raise SerError if any speaker appears in more than one split, or a split is empty.
+
+    With `val_from_train` (validation on held-out utterances of the training speakers) only
+    the test speakers must be apart from the others.
+    """
     bad_values = set(manifest["split"].unique()) - set(SPLITS)
     if bad_values:
         raise SerError(
             f"manifest has unknown split values {sorted(map(str, bad_values))}; use {SPLITS}"
         )
+    if val_from_train:
+        manifest = manifest.assign(split=manifest["split"].replace("val", "train"))
     per_speaker = manifest.groupby(manifest["speaker"].astype(str))["split"].nunique()
     leaking = sorted(per_speaker[per_speaker > 1].index)
     if leaking:
@@ -69,18 +121,41 @@ def check_speaker_independent(manifest: pd.DataFrame) -> None:
             "in exactly one of train/val/test, e.g. regenerate the manifest with `python -m "
             "ser.prepare`"
         )
-    missing = [s for s in SPLITS if not (manifest["split"] == s).any()]
+    needed = [s for s in SPLITS if not (val_from_train and s == "val")]
+    missing = [s for s in needed if not (manifest["split"] == s).any()]
     if missing:
         raise SerError(
             f"split(s) {missing} have no utterances; give each split at least one speaker"
         )
 
 
+# The way out for corpora with too few speakers, named by every error that meets one.
+FEW_SPEAKERS_HINT = (
+    "or validate on held-out utterances of the training speakers with protocol.val_speakers=0 "
+    "protocol.val_utterances=0.15 (model selection is then speaker-dependent; the test "
+    "speakers stay unseen)"
+)
+
+
 def _assign_folds(
-    manifest: pd.DataFrame, test_groups: list[list[str]], val_speakers: int, seed: int
+    manifest: pd.DataFrame,
+    test_groups: list[list[str]],
+    val_speakers: int,
+    seed: int,
+    val_utterances: float | None = None,
 ) -> list[pd.DataFrame]:
     """One manifest per fold: the fold's group tests, `val_speakers` of the others (drawn with
-    `seed`, per fold) validate, the remaining speakers train."""
+    `seed`, per fold) validate, the remaining speakers train. With `val_utterances` (and
+    val_speakers=0) a fraction of the training speakers' utterances validates instead."""
+    if val_utterances is not None and val_speakers:
+        raise SerError(
+            "protocol.val_utterances replaces validation speakers; set protocol.val_speakers=0"
+        )
+    if val_utterances is None and val_speakers < 1:
+        raise SerError(
+            f"protocol.val_speakers={val_speakers} leaves no validation split; give it at least "
+            f"one speaker, {FEW_SPEAKERS_HINT}"
+        )
     speakers = sorted(manifest["speaker"].astype(str).unique())
     folds = []
     for k, test in enumerate(test_groups):
@@ -88,8 +163,13 @@ def _assign_folds(
         if len(rest) <= val_speakers:
             raise SerError(
                 f"fold {k} leaves {len(rest)} speakers for train and val; use fewer folds "
-                "or fewer protocol.val_speakers"
+                f"or fewer protocol.val_speakers, {FEW_SPEAKERS_HINT}"
             )
+        if val_utterances is not None:
+            fold = manifest.copy()
+            fold["split"] = ["test" if s in test else "train" for s in fold["speaker"].astype(str)]
+            folds.append(hold_out_utterances(fold, val_utterances, [seed, k]))
+            continue
         rng = np.random.default_rng([seed, k])
         val = [rest[i] for i in rng.choice(len(rest), size=val_speakers, replace=False)]
         split_of = {s: "train" for s in rest} | {s: "val" for s in val} | {s: "test" for s in test}
@@ -106,6 +186,7 @@ def kfold_speaker(
     groups: Sequence[Sequence[str]] | None = None,
     val_speakers: int = 1,
     seed: int = 0,
+    val_utterances: float | None = None,
 ) -> list[pd.DataFrame]:
     """k folds grouped by speaker. Without explicit `groups`, the sorted speakers are cut into
     `n_folds` contiguous groups (RAVDESS: actors 1-4, 5-8, ..., 21-24)."""
@@ -121,19 +202,26 @@ def kfold_speaker(
         if not 2 <= n_folds <= len(speakers):
             raise SerError(f"protocol.n_folds={n_folds} must be in 2..{len(speakers)} (speakers)")
         test_groups = [list(g) for g in np.array_split(np.array(speakers, dtype=object), n_folds)]
-    return _assign_folds(manifest, test_groups, val_speakers, seed)
+    return _assign_folds(manifest, test_groups, val_speakers, seed, val_utterances)
 
 
 def leave_one_speaker_out(
-    manifest: pd.DataFrame, val_speakers: int = 1, seed: int = 0
+    manifest: pd.DataFrame,
+    val_speakers: int = 1,
+    seed: int = 0,
+    val_utterances: float | None = None,
 ) -> list[pd.DataFrame]:
     """One fold per speaker, which is the fold's only test speaker."""
     speakers = sorted(manifest["speaker"].astype(str).unique())
-    return _assign_folds(manifest, [[s] for s in speakers], val_speakers, seed)
+    return _assign_folds(manifest, [[s] for s in speakers], val_speakers, seed, val_utterances)
 
 
 def predefined(
-    manifest: pd.DataFrame, column: str = "session", val_speakers: int = 1, seed: int = 0
+    manifest: pd.DataFrame,
+    column: str = "session",
+    val_speakers: int = 1,
+    seed: int = 0,
+    val_utterances: float | None = None,
 ) -> list[pd.DataFrame]:
     """The corpus's own partition: one fold per value of `column` (IEMOCAP: leave one session
     out). A speaker found under two values would leak, and is refused."""
@@ -152,7 +240,7 @@ def predefined(
         sorted(manifest.loc[manifest[column] == value, "speaker"].astype(str).unique())
         for value in sorted(manifest[column].unique())
     ]
-    return _assign_folds(manifest, test_groups, val_speakers, seed)
+    return _assign_folds(manifest, test_groups, val_speakers, seed, val_utterances)
 
 
 def speaker_dependent(
@@ -190,6 +278,11 @@ def cross_corpus(
     out = pd.concat([train, test], ignore_index=True)
     check_speaker_independent(out)
     return out
+
+
+def validates_on_training_speakers(protocol: Mapping[str, Any]) -> bool:
+    """Whether a protocol config validates on held-out utterances of the training speakers."""
+    return protocol.get("val_utterances") is not None
 
 
 def speakers_in(manifest: pd.DataFrame, split: str) -> list[str]:

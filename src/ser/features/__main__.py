@@ -22,6 +22,7 @@ def main(cfg: DictConfig) -> None:
         instantiate(cfg.features.extractor),
         OmegaConf.to_container(cfg.features.extractor, resolve=True),
         FeatureCache(cfg.paths.feature_cache_dir),
+        n_jobs=cfg.features.get("n_jobs", -1),
     )
     done = len(manifest) - len(result.skipped)
     print(

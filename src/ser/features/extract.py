@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import joblib
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ser.errors import AudioError
+from ser.errors import AudioError, SerError
 from ser.features.cache import FeatureCache, config_digest, file_fingerprint
 from ser.preprocess import Preprocessor
 
@@ -43,29 +45,65 @@ def extract_corpus(
     progress: bool = True,
     waveform_fn: Callable[[np.ndarray, int], np.ndarray] | None = None,
     waveform_config: dict | None = None,
+    n_jobs: int | None = -1,
 ) -> Extraction:
     """Features for every path; unusable files are collected in `skipped` with their reason.
 
     `waveform_fn(wave, sample_rate)` is a deterministic transform of each preprocessed waveform
     (a speed-perturbed copy, say); `waveform_config` describes it and is part of the cache key.
+    Files not in the cache are preprocessed and extracted by `n_jobs` worker processes (-1 or
+    None: one per core; 1: in this process). Each worker writes its files' cache entries
+    atomically, so parallel runs and crashes never leave a half-written entry.
     """
     if waveform_fn is not None and waveform_config is None:
         raise ValueError("waveform_fn needs a waveform_config that names it in the cache key")
     parts = [preprocessor.config(), extractor_config]
     # Without a transform the key is unchanged, so existing caches stay valid.
     settings = config_digest(*parts, waveform_config) if waveform_fn else config_digest(*parts)
-    result = Extraction(features=[])
-    # Per-utterance transforms are too small to split across threads: one thread is many times
-    # faster than several that contend with each other.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        _extract_into(
-            result, paths, preprocessor, extractor, settings, cache, progress, waveform_fn
-        )
-    finally:
-        torch.set_num_threads(threads)
+    result = Extraction(features=[None] * len(paths))
+    todo: list[tuple[int, str, str | None]] = []  # (index, path, cache key) to extract
+    for index, path in enumerate(paths):
+        try:
+            fingerprint = file_fingerprint(path)
+        except OSError as err:
+            result.fingerprints.append(f"unreadable:{path}")
+            result.skipped[str(path)] = f"cannot read file ({err.strerror}); check the path"
+            continue
+        result.fingerprints.append(fingerprint)
+        key = config_digest(fingerprint, settings)
+        feats = cache.get(key) if cache else None
+        if feats is None:
+            todo.append((index, str(path), key if cache else None))
+        else:
+            result.features[index] = feats
+            result.cache_hits += 1
+    workers = min(resolve_jobs(n_jobs), len(todo))
+    job = functools.partial(
+        _extract_files,
+        preprocessor=preprocessor,
+        extractor=extractor,
+        cache=cache,
+        waveform_fn=waveform_fn,
+    )
+    with tqdm(total=len(todo), desc="features", unit="file", disable=not progress) as bar:
+        if workers <= 1:
+            outputs = (job([item]) for item in todo)
+        else:
+            # A few chunks per worker: little pickling, and the cores stay busy to the end.
+            chunks = [todo[i :: workers * 4] for i in range(workers * 4)]
+            outputs = joblib.Parallel(n_jobs=workers, return_as="generator_unordered")(
+                joblib.delayed(job)(chunk) for chunk in chunks if chunk
+            )
+        for output in outputs:
+            for index, feats, reason in output:
+                result.features[index] = feats
+                if reason is not None:
+                    result.skipped[str(paths[index])] = reason
+            bar.update(len(output))
     if result.skipped:
+        # Reported in input order, whichever worker finished first.
+        order = {str(p): i for i, p in enumerate(paths)}
+        result.skipped = dict(sorted(result.skipped.items(), key=lambda kv: order[kv[0]]))
         log.warning(
             "skipped %d of %d files: %s",
             len(result.skipped),
@@ -75,40 +113,48 @@ def extract_corpus(
     return result
 
 
-def _extract_into(
-    result: Extraction,
-    paths: Sequence[str],
+def resolve_jobs(n_jobs: int | None) -> int:
+    """joblib's convention: -1 (or None) is every core, -2 all but one; at least 1."""
+    if n_jobs is None or n_jobs < 0:
+        return max(1, joblib.cpu_count() + 1 + (n_jobs or -1))
+    if n_jobs == 0:
+        raise SerError("features.n_jobs=0 runs nothing; use 1 (in-process) or -1 (all cores)")
+    return n_jobs
+
+
+def _extract_files(
+    items: Sequence[tuple[int, str, str | None]],
     preprocessor: Preprocessor,
     extractor: nn.Module,
-    settings: str,
     cache: FeatureCache | None,
-    progress: bool,
     waveform_fn: Callable[[np.ndarray, int], np.ndarray] | None,
-) -> None:
-    for path in tqdm(paths, desc="features", unit="file", disable=not progress):
-        feats = None
-        try:
-            fingerprint = file_fingerprint(path)
-        except OSError as err:
-            fingerprint = f"unreadable:{path}"
-            result.skipped[str(path)] = f"cannot read file ({err.strerror}); check the path"
-        else:
-            key = config_digest(fingerprint, settings)
-            feats = cache.get(key) if cache else None
-            if feats is not None:
-                result.cache_hits += 1
-            else:
-                try:
-                    wave = preprocessor.load(path)
-                    if waveform_fn is not None:
-                        wave = waveform_fn(wave, preprocessor.sample_rate)
-                    feats = features_of(wave, extractor)
-                    if len(feats) == 0:
-                        raise AudioError(path, "too short for one analysis window of the features")
-                except AudioError as err:
-                    feats = None
-                    result.skipped[str(path)] = err.reason
-                if feats is not None and cache:
-                    cache.put(key, feats)
-        result.fingerprints.append(fingerprint)
-        result.features.append(feats)
+) -> list[tuple[int, np.ndarray | None, str | None]]:
+    """(index, features or None, skip reason or None) of each file; runs in a worker process
+    or in this one. A file whose extraction raises is skipped with the error as its reason."""
+    # Per-utterance transforms are too small to split across threads: one thread is many times
+    # faster than several that contend with each other (and the cores go to the workers).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out: list[tuple[int, np.ndarray | None, str | None]] = []
+    try:
+        for index, path, key in items:
+            try:
+                wave = preprocessor.load(path)
+                if waveform_fn is not None:
+                    wave = waveform_fn(wave, preprocessor.sample_rate)
+                feats = features_of(wave, extractor)
+                if len(feats) == 0:
+                    raise AudioError(path, "too short for one analysis window of the features")
+            except AudioError as err:
+                out.append((index, None, err.reason))
+                continue
+            except Exception as err:  # one file's crash is its skip reason, not the run's end
+                reason = f"feature extraction failed ({type(err).__name__}: {err})"
+                out.append((index, None, reason))
+                continue
+            if cache is not None and key is not None:
+                cache.put(key, feats)
+            out.append((index, feats, None))
+    finally:
+        torch.set_num_threads(threads)
+    return out
