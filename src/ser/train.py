@@ -353,10 +353,12 @@ def cross_validate(cfg: DictConfig, folds: list[pd.DataFrame]) -> dict[str, floa
                 | {m: fold_metrics.get(m, float("nan")) for m in CV_METRICS}
             )
         table = pd.DataFrame(rows)
-        with atomic_write(artifacts / "folds.csv") as tmp:
-            table.to_csv(tmp, index=False)
         summary = {m: float(table[m].mean()) for m in CV_METRICS}
         summary |= {f"{m}_std": float(table[m].std(ddof=0)) for m in CV_METRICS}
+        if rank_zero_only.rank != 0:  # under DDP, rank 0 alone writes the summary
+            return summary
+        with atomic_write(artifacts / "folds.csv") as tmp:
+            table.to_csv(tmp, index=False)
         if cfg.get("test"):
             predictions = pd.concat(
                 pd.read_csv(output_dir / f"fold{k}" / "artifacts" / "predictions.csv")

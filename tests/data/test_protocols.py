@@ -105,7 +105,7 @@ def test_held_out_utterances_refuse_validation_speakers_and_bad_fractions() -> N
 
 def test_holdout_of_two_speakers_tests_one_and_validates_on_the_other() -> None:
     two = corpus(n_speakers=2, per_speaker=20)
-    with pytest.raises(SerError, match="protocol.val_utterances=0.15"):
+    with pytest.raises(SerError, match=r"protocol\.val_utterances=0\.15"):
         holdout_split(two)
     out = holdout_split(two, val_utterances=0.2, seed=3)
     assert out.loc[out["split"] == "test", "speaker"].nunique() == 1

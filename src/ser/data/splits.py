@@ -80,7 +80,9 @@ def hold_out_utterances(
     to the validation split. Test speakers stay unseen, but model selection is then
     speaker-dependent: for corpora with too few speakers to spare one (TESS has two)."""
     if not 0 < fraction < 1:
-        raise SerError(f"protocol.val_utterances={fraction} must be a fraction in (0, 1), e.g. 0.15")
+        raise SerError(
+            f"protocol.val_utterances={fraction} must be a fraction in (0, 1), e.g. 0.15"
+        )
     out = manifest.copy()
     rng = np.random.default_rng(seed)
     train = out[out["split"] == "train"]
