@@ -4,8 +4,10 @@ crashes end FAILED, the real CLI reports bad input in one line, sweeps group the
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -124,10 +126,19 @@ def test_default_run_is_tracked_in_mlflow(make_cfg: ComposeFn, tmp_path: Path) -
     report = (local / "classification_report.txt").read_text()
     assert all(label in report for label in cfg.dataset.labels)
     assert OmegaConf.load(local / "config.yaml").model.name == "cnn_lstm"
-    predictions = pd.read_csv(local / "predictions.csv")
+    predictions = pd.read_csv(local / "predictions.csv", dtype={"speaker": str})
     recomputed = balanced_accuracy_score(predictions.actual, predictions.predicted)
     assert run.data.metrics["test/uar"] == pytest.approx(recomputed, abs=1e-6)
     assert json.loads((local / "metrics.json").read_text())["test/uar"] == pytest.approx(recomputed)
+    # each row traces to its file and speaker, with the posteriors behind the prediction
+    test_rows = build_datamodule(cfg).split_utterances("test")
+    assert predictions.path.tolist() == test_rows.path.tolist()
+    assert predictions.speaker.tolist() == test_rows.speaker.astype(str).tolist()
+    assert predictions.actual.tolist() == test_rows.label.tolist()
+    posteriors = predictions[[f"p_{label}" for label in cfg.dataset.labels]].to_numpy()
+    np.testing.assert_allclose(posteriors.sum(axis=1), 1.0, atol=1e-4)
+    labels = np.array(cfg.dataset.labels)
+    assert (labels[posteriors.argmax(axis=1)] == predictions.predicted.to_numpy()).all()
 
     # the best checkpoint rebuilds itself
     (ckpt,) = list((local / "checkpoints").glob("*.ckpt"))
@@ -155,6 +166,63 @@ def test_cli_unknown_option_is_one_clear_error(python: str, repo_root: Path, cli
     assert "Could not find 'model/transformer'" in result.stderr
     assert "cnn_lstm" in result.stderr  # lists the valid choices
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("data.batch_size=-4", "data.batch_size=-4 is not valid: it takes a whole number >= 1"),
+        ("data.batch_size=0", "data.batch_size=0 is not valid"),
+        ("data.batch_size=abc", "data.batch_size='abc' is not valid"),
+        ("model.optimizer.lr=-1", "model.optimizer.lr=-1 is not valid: it takes a number > 0"),
+        ("trainer.max_epochs=0", "would test an untrained model"),
+    ],
+)
+def test_cli_invalid_number_is_one_line_before_any_work(
+    tmp_path: Path, cli, train_args, override: str, named: str
+) -> None:
+    result = cli(train_args(override), cwd=tmp_path)
+    assert result.returncode == 2
+    (line,) = [x for x in result.stderr.splitlines() if x.strip()]
+    assert line.startswith("error: ") and named in line
+    assert not (tmp_path / "mlruns").exists()  # no run was started, none left FAILED
+
+
+def test_a_missing_optimized_metric_suggests_validation_metrics_only() -> None:
+    from ser.train import metric_to_optimise
+
+    metrics = {"val/uar": 0.5, "val/uar_best": 0.6, "test/uar": 0.4, "train/loss": 1.0}
+    assert metric_to_optimise("val/uar_best", metrics) == 0.6
+    assert metric_to_optimise(None, metrics) is None
+    with pytest.raises(SerError, match=r"choose one of \['val/uar', 'val/uar_best'\]$"):
+        metric_to_optimise("val/acc", metrics)
+
+
+@pytest.mark.slow
+def test_cli_output_is_quiet_and_its_bar_fits_80_columns(
+    tmp_path: Path, data_dir: Path, small_corpus: list[str], cli
+) -> None:
+    args = [
+        sys.executable,
+        str(Path(__file__).resolve().parents[1] / "train.py"),
+        "debug=fast",
+        "trainer.max_epochs=2",
+        f"paths.root_dir={tmp_path}",
+        f"paths.data_dir={data_dir}",
+        *small_corpus,
+    ]
+    result = cli(args, cwd=tmp_path, env={"COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    for noise in ("💡 Tip", "Total FLOPs", "LeafSpec", "v_num"):
+        assert noise not in output, noise
+    assert "trainable parameters" in result.stdout
+    bar = [line for line in result.stdout.splitlines() if "Epoch" in line or "val/uar:" in line]
+    assert bar and all(len(line.rstrip()) <= 80 for line in bar), bar
+    # every metric on the bar is whole on its line, its value beside it, never folded
+    for name in ("val/uar", "val/uar_best", "train/loss"):
+        assert re.search(rf"(^|\s){re.escape(name)}: \d\.\d{{3}}", result.stdout), name
 
 
 @pytest.mark.slow

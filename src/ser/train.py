@@ -11,6 +11,7 @@ import copy
 import logging
 import shutil
 import signal
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from ser.atomic import atomic_write
 from ser.augment import build as build_augmentation
+from ser.config import check_training_config
 from ser.data.datamodule import SERDataModule
 from ser.data.manifest import load_folds, load_manifest
 from ser.data.splits import speakers_in, validates_on_training_speakers
@@ -121,7 +123,14 @@ def _fit_and_test_classical(
     if cfg.get("test"):
         test, preds = model.evaluate(datamodule, "test")
         metrics |= {f"test/{k}": v for k, v in test.items()}
-        write_evaluation(datamodule.targets("test"), preds, datamodule.labels, artifacts)
+        write_evaluation(
+            datamodule.targets("test"),
+            preds,
+            datamodule.labels,
+            artifacts,
+            datamodule.split_utterances("test"),
+            model.posteriors(datamodule, "test"),
+        )
     with atomic_write(artifacts / "model.joblib") as tmp:
         joblib.dump(model.pipeline, tmp)
     for logger in loggers:
@@ -169,6 +178,22 @@ def _mlflow_settings(cfg: DictConfig) -> dict[str, Any]:
     return settings
 
 
+class _NoTips(logging.Filter):
+    """Drops Lightning's advertisements ("💡 Tip: ... try installing litlogger")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+def quiet_lightning() -> None:
+    """Silence what a user cannot act on: Lightning's tips, and the FutureWarning that
+    Lightning's own pytree helper raises against this torch (`isinstance(treespec, LeafSpec)`).
+    Lightning's model summary is off in conf/trainer (its FLOPs column reads 0 without an
+    example input); train() prints the parameter count instead."""
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_NoTips())
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+
+
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
     # While a Trainer runs, its own SIGTERM handler (which calls this one after it) has noted the
     # signal, and its loops stop at the next batch with SIGTERMException, a SystemExit. Raising
@@ -189,6 +214,7 @@ def train(
     With `manifest`, `parent_run_id` and `fold` it is one fold of a cross-validation, logged as
     a child run of the parent.
     """
+    quiet_lightning()
     pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     artifacts = output_dir / "artifacts"
@@ -271,6 +297,9 @@ def _fit_and_test(
         if mlflow is not None:
             mlflow.experiment.log_artifacts(mlflow.run_id, str(artifacts))
         return metrics
+    if rank_zero_only.rank == 0:
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        print(f"{type(model.net).__name__}: {trainable:,} trainable parameters")
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, **_device_settings(cfg.trainer)
@@ -291,8 +320,15 @@ def _fit_and_test(
         Path(cfg.save_checkpoint).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(best, cfg.save_checkpoint)
     if cfg.get("test"):
-        preds, targets = model.test_predictions()
-        write_evaluation(targets.tolist(), preds.tolist(), datamodule.labels, artifacts)
+        preds, targets, posteriors = model.test_predictions()
+        write_evaluation(
+            targets.tolist(),
+            preds.tolist(),
+            datamodule.labels,
+            artifacts,
+            datamodule.split_utterances("test"),
+            posteriors.numpy(),
+        )
     if mlflow is not None:
         mlflow.experiment.log_artifacts(mlflow.run_id, str(artifacts))
         if best:
@@ -361,17 +397,27 @@ def cross_validate(cfg: DictConfig, folds: list[pd.DataFrame]) -> dict[str, floa
             table.to_csv(tmp, index=False)
         if cfg.get("test"):
             predictions = pd.concat(
-                pd.read_csv(output_dir / f"fold{k}" / "artifacts" / "predictions.csv")
+                pd.read_csv(
+                    output_dir / f"fold{k}" / "artifacts" / "predictions.csv",
+                    dtype={"speaker": str},
+                )
                 for k in range(len(folds))
             )
             labels = list(cfg.dataset.labels)
             index = {name: i for i, name in enumerate(labels)}
+            posterior_columns = [f"p_{name}" for name in labels]
             # Summed over folds: every utterance is tested exactly once.
             write_evaluation(
                 predictions["actual"].map(index).tolist(),
                 predictions["predicted"].map(index).tolist(),
                 labels,
                 artifacts,
+                predictions,
+                (
+                    predictions[posterior_columns].to_numpy()
+                    if set(posterior_columns) <= set(predictions.columns)
+                    else None
+                ),
             )
         print(table.to_string(index=False))
         print(" ".join(f"{m}={summary[m]:.4f}+-{summary[m + '_std']:.4f}" for m in CV_METRICS))
@@ -393,6 +439,7 @@ def cross_validate(cfg: DictConfig, folds: list[pd.DataFrame]) -> dict[str, floa
 
 def train_folds(cfg: DictConfig) -> dict[str, float]:
     """One run for a hold-out protocol, a cross-validation for a protocol with folds."""
+    check_training_config(cfg)
     folds = load_folds(cfg)
     return train(cfg, folds[0]) if len(folds) == 1 else cross_validate(cfg, folds)
 
@@ -401,13 +448,18 @@ def train_folds(cfg: DictConfig) -> dict[str, float]:
 @exit_on_user_error
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point (`python train.py`, `ser-train`, `python -m ser.train`)."""
-    metrics = train_folds(cfg)
-    metric = cfg.get("optimized_metric")
-    if metric and metric not in metrics:
-        raise SerError(
-            f"optimized_metric {metric!r} was not logged; choose one of {sorted(metrics)}"
-        )
-    return metrics.get(metric) if metric else None
+    return metric_to_optimise(cfg.get("optimized_metric"), train_folds(cfg))
+
+
+def metric_to_optimise(name: str | None, metrics: dict[str, float]) -> float | None:
+    """The value a sweeper maximises; a name that was not logged is an error that suggests
+    validation metrics only (a sweep that optimises a test metric has seen the test set)."""
+    if not name:
+        return None
+    if name not in metrics:
+        choices = sorted(m for m in metrics if m.startswith("val/"))
+        raise SerError(f"optimized_metric {name!r} was not logged; choose one of {choices}")
+    return metrics[name]
 
 
 if __name__ == "__main__":

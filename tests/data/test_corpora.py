@@ -293,6 +293,18 @@ def test_csv_missing_columns_are_named(tmp_path: Path) -> None:
         table.load(listing)
 
 
+@pytest.mark.parametrize("delimiter", [";", "\t", ","])
+def test_csv_delimiter_is_detected(tmp_path: Path, delimiter: str) -> None:
+    # Spreadsheets in many locales save "CSV" with semicolons.
+    wav(tmp_path / "a.wav")
+    wav(tmp_path / "b.wav")
+    listing = tmp_path / "t.csv"
+    rows = [["path", "label", "speaker"], ["a.wav", "Sad", "01"], ["b.wav", "happy", "02"]]
+    listing.write_text("".join(delimiter.join(row) + "\n" for row in rows))
+    corpus = table.load(listing)
+    assert corpus.label.tolist() == ["sad", "happy"] and corpus.speaker.tolist() == ["01", "02"]
+
+
 def test_csv_with_no_existing_file_is_an_error(tmp_path: Path) -> None:
     listing = tmp_path / "t.csv"
     listing.write_text("path,label,speaker\ngone.wav,sad,1\n")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import joblib
 import numpy as np
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
@@ -48,3 +49,11 @@ def test_classical_model_trains_and_is_tracked(
     # the scaler saw the training speakers' utterances and nothing else
     assert pipeline[0].n_samples_seen_ == run.data.metrics["data/train_utterances"]
     assert (local / "confusion_matrix.png").exists()
+    predictions = pd.read_csv(local / "predictions.csv")
+    assert len(predictions) == run.data.metrics["data/test_utterances"]
+    assert predictions.path.map(lambda p: Path(p).is_file()).all()
+    has_posteriors = model in ("knn", "logreg", "random_forest")  # SVC and k-means give none
+    assert any(c.startswith("p_") for c in predictions.columns) == has_posteriors
+    if has_posteriors:
+        probs = predictions.filter(like="p_").to_numpy()
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)

@@ -41,7 +41,7 @@ def rl_run(tmp_path: Path):
 
 
 def test_emorl_cli_trains_evaluates_and_logs(
-    cli, repo_root, tmp_path, data_dir, small_corpus, causal_run
+    cli, repo_root, tmp_path, data_dir, small_corpus, causal_run, trained_run
 ) -> None:
     result = cli(
         rl_args(
@@ -101,6 +101,20 @@ def test_emorl_cli_trains_evaluates_and_logs(
     (line,) = [x for x in stream.stdout.splitlines() if x.startswith("early decision (Emo-RL)")]
     assert "s of speech" in line
 
+    # a non-causal model or a missing policy: one line, before any timeline is computed
+    for model, policy, named in [
+        (trained_run.checkpoint, local / "policy_lambda0.1.zip", "is not a causal model"),
+        (causal_run.checkpoint, tmp_path / "nope.zip", "policy"),
+    ]:
+        out = tmp_path / f"refused_{named[:6]}"
+        args = [sys.executable, "-m", "ser.serve.stream", str(wav), "--model", str(model),
+                "--policy", str(policy), "--out", str(out)]  # fmt: skip
+        refused = cli(args, cwd=repo_root)
+        assert refused.returncode == 2
+        (line,) = [x for x in refused.stderr.splitlines() if x.strip()]
+        assert line.startswith("error: ") and named in line
+        assert "overall:" not in refused.stdout and not out.exists()
+
 
 def test_crossfit_agent_learns_from_every_non_test_speaker(
     cli, repo_root, tmp_path, data_dir, small_corpus, compose
@@ -138,6 +152,10 @@ def test_crossfit_agent_learns_from_every_non_test_speaker(
             ["protocol=kfold_speaker", "protocol.n_folds=2", "rl.fold=2"],
             "rl.fold=2 is out of range: protocol=kfold_speaker gives 2 fold(s); use rl.fold=0..1",
         ),
+        (["rl.chunk_s=0"], "rl.chunk_s=0 must be > 0 seconds"),
+        (["rl.chunk_s=-0.5"], "rl.chunk_s=-0.5 must be > 0 seconds"),
+        (["rl.total_timesteps=0"], "rl.total_timesteps=0 must be > 0"),
+        (["rl.wait_costs=[]"], "rl.wait_costs is empty"),
     ],
 )
 def test_bad_agent_split_fold_or_target_is_one_clear_error(
@@ -219,3 +237,18 @@ def test_utterance_shorter_than_a_chunk_is_an_error(causal_run) -> None:
     assert stream.chunks == 2
     np.testing.assert_allclose(stream.posteriors.sum(axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(stream.posteriors[-1], recognizer.posteriors(wave), atol=1e-5)
+
+
+@pytest.mark.parametrize("chunk_s", [0.015, 0.25, 0.033])
+def test_time_heard_counts_the_real_chunk_of_whole_frames(causal_run, chunk_s: float) -> None:
+    # A chunk is a whole number of 10 ms feature frames: 0.015 s is 2 frames (0.02 s), and
+    # the whole utterance is 100 % heard, not 75 % (chunks x the configured 0.015 s).
+    recognizer = load_recognizer(causal_run.checkpoint)
+    wave = np.random.default_rng(1).normal(0, 0.1, 16000).astype(np.float32)  # 1 s
+    stream = stream_wave(recognizer, wave, chunk_s=chunk_s)
+    hop_s = recognizer.extractor.hop_length / recognizer.sample_rate
+    assert stream.chunk_s == pytest.approx(max(1, round(chunk_s / hop_s)) * hop_s)
+    assert stream.fraction_heard(stream.chunks) == pytest.approx(1.0)
+    assert stream.fraction_heard(1) == pytest.approx(stream.chunk_s / 1.0)
+    with pytest.raises(SerError, match=r"rl\.chunk_s=0 must be > 0"):
+        stream_wave(recognizer, wave, chunk_s=0)

@@ -131,3 +131,21 @@ def test_a_model_that_is_not_there_is_one_error_line(
         f"error: {not_a_checkpoint} is not a readable checkpoint (UnpicklingError); "
         "give a .ckpt saved by `python train.py`\n"
     )
+
+
+@pytest.mark.parametrize("where", ["/proc/nope", "file"])
+def test_an_unwritable_out_is_named_before_the_model_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    out = Path(where) if where.startswith("/") else tmp_path / "a_file"
+    if where == "file":
+        out.write_text("keep me")
+    with pytest.raises(SystemExit) as exit_info:
+        # the model is missing too: the --out problem is the one reported, not the model's
+        main(["--model", str(tmp_path / "missing.ckpt"), "--out", str(out)])
+    assert exit_info.value.code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: cannot write to --out {out}") or "is a file" in line
+    assert "missing.ckpt" not in line
+    if where == "file":
+        assert out.read_text() == "keep me"

@@ -264,3 +264,38 @@ def test_real_server_answers_50_concurrent_requests_like_the_recognizer(
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait(timeout=10)
+
+
+@pytest.mark.parametrize("port", ["busy", "99999"])
+def test_a_port_in_use_or_out_of_range_is_one_line_and_never_says_serving(
+    trained_run, repo_root, cli, port: str
+) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        number = str(holder.getsockname()[1]) if port == "busy" else port
+        result = cli(
+            [sys.executable, "-m", "ser.serve.http", "--model", str(trained_run.checkpoint),
+             "--host", "127.0.0.1", "--port", number],
+            cwd=repo_root, timeout=120,
+        )  # fmt: skip
+    assert result.returncode == 2
+    assert "serving" not in result.stdout
+    (line,) = [x for x in result.stderr.splitlines() if x.strip()]
+    expected = "the port may be in use" if port == "busy" else "is not a TCP port"
+    assert line.startswith("error: ") and expected in line
+
+
+def test_audio_below_the_models_rate_is_answered_with_a_warning(client, speech_wav) -> None:
+    import librosa
+
+    data, rate = sf.read(speech_wav, dtype="float32")
+    plain = post_file(client, wav_bytes(data, rate))
+    assert plain.status_code == 200 and plain.json()["warnings"] == []
+    assert "x-ser-warning" not in plain.headers
+    narrow = librosa.resample(data, orig_sr=rate, target_sr=8000)
+    response = post_file(client, wav_bytes(narrow, 8000))
+    assert response.status_code == 200
+    (warning,) = response.json()["warnings"]
+    assert "8000 Hz is below the model's 16000 Hz" in warning
+    assert response.headers["x-ser-warning"] == warning

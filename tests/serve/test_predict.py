@@ -150,10 +150,13 @@ def test_default_model_is_the_newest_finished_run_with_a_checkpoint(
     trained_run, tmp_path: Path
 ) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    with pytest.raises(SerError, match="no --model given and no finished run with a checkpoint"):
-        default_model(uri)
+    with pytest.raises(SerError, match="no --model given and no MLflow store at"):
+        default_model(uri)  # looking does not create an empty store
+    assert not (tmp_path / "mlflow.db").exists()
     client = MlflowClient(uri)
     experiment = client.create_experiment("e", artifact_location=(tmp_path / "art").as_uri())
+    with pytest.raises(SerError, match="no --model given and no finished run with a checkpoint"):
+        default_model(uri)
 
     def run(status: str, checkpoint: bool, start_ms: int) -> str:
         run_id = client.create_run(experiment, start_time=start_ms).info.run_id
@@ -170,3 +173,60 @@ def test_default_model_is_the_newest_finished_run_with_a_checkpoint(
     assert load_recognizer(with_checkpoint, uri).class_names == list(
         trained_run.config.dataset.labels
     )
+
+
+def test_audio_below_the_models_rate_gets_a_warning_line(
+    cli, trained_run, tmp_path: Path, recognizer: Recognizer
+) -> None:
+    narrow = tmp_path / "phone.wav"
+    sf.write(narrow, utterance(0, "angry", 8000, 2.0), 8000)
+    wide = tmp_path / "wide.wav"
+    sf.write(wide, utterance(0, "angry", 16000, 2.0), 16000)
+    model = str(trained_run.checkpoint)
+    result = cli(
+        [*PREDICT, str(narrow), str(wide), "--model", model, "--format", "json"], cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    warned = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert (
+        len(warned) == 1 and "phone.wav" in warned[0] and "below the model's 16000 Hz" in warned[0]
+    )
+    records = json.loads(result.stdout)
+    assert "warnings" in records[0] and "warnings" not in records[1]
+
+
+@pytest.mark.slow
+def test_training_and_predicting_from_a_project_folder_use_its_store(
+    cli, repo_root: Path, tmp_path: Path, data_dir: Path, small_corpus: list[str]
+) -> None:
+    # A project folder of the user's own, outside the repository: runs go to ./mlruns there,
+    # and ser-predict finds them there, by id and without --model, and says which it chose.
+    project = tmp_path / "my_project"
+    project.mkdir()
+    train = [
+        sys.executable,
+        str(repo_root / "train.py"),
+        "debug=fast",
+        f"paths.data_dir={data_dir}",
+        *small_corpus,
+        "callbacks.progress_bar=null",
+    ]
+    assert cli(train, cwd=project).returncode == 0
+    client = MlflowClient(f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("ser-synthetic").experiment_id])
+    wav = tmp_path / "a.wav"
+    sf.write(wav, utterance(0, "angry", 16000, 2.0), 16000)
+
+    by_id = cli([*PREDICT, str(wav), "--model", run.info.run_id], cwd=project)
+    assert by_id.returncode == 0, by_id.stderr
+    default = cli([*PREDICT, str(wav)], cwd=project)
+    assert default.returncode == 0, default.stderr
+    store = f"sqlite:///{project.resolve() / 'mlruns' / 'mlflow.db'}"
+    assert f"model: {run.info.run_id} from the MLflow store {store}" in default.stderr
+    wrong = cli([*PREDICT, str(wav), "--labels", "calm,tense"], cwd=project)
+    assert wrong.returncode == 2
+    (line,) = [x for x in wrong.stderr.splitlines() if x.startswith("error:")]
+    assert "not the --labels ['calm', 'tense']" in line
+    # elsewhere (no store there) it does not silently pick another project's model
+    elsewhere = cli([*PREDICT, str(wav)], cwd=tmp_path)
+    assert elsewhere.returncode == 2 and "no MLflow store at" in elsewhere.stderr

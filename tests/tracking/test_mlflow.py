@@ -59,3 +59,30 @@ def test_sb3_metrics_are_written_to_the_run(tmp_path: Path) -> None:
     history = client.get_metric_history(run.run_id, "p/rollout/ep_rew_mean")
     assert [(m.step, m.value) for m in history] == [(0, 0.0), (10, 0.5), (20, 1.0)]
     assert "p/note" not in client.get_run(run.run_id).data.metrics
+
+
+def test_a_copied_project_writes_artifacts_into_its_own_store(tmp_path: Path) -> None:
+    import shutil
+
+    original, copy = tmp_path / "original", tmp_path / "copy"
+    settings = {"experiment_name": "e", "run_name": "r"}
+    first = mlflow_logger(settings, original / "mlruns", {})
+    first.experiment.log_text(first.run_id, "hello", "note.txt")
+    first.experiment.set_terminated(first.run_id)
+    shutil.copytree(original, copy)  # `cp -r`: the store and its artifacts
+
+    second = mlflow_logger(settings, copy / "mlruns", {})
+    second.experiment.log_text(second.run_id, "new", "note.txt")
+    client = MlflowClient(f"sqlite:///{copy / 'mlruns' / 'mlflow.db'}")
+    own = (copy / "mlruns" / "artifacts").as_uri()
+    for run_id in (first.run_id, second.run_id):
+        assert client.get_run(run_id).info.artifact_uri.startswith(own + "/")
+    assert client.get_experiment_by_name("e").artifact_location == own
+    # nothing of the copy's new run went into the original, and the old run reads its copy
+    assert not list((original / "mlruns" / "artifacts").rglob(f"*{second.run_id}*"))
+    assert list((copy / "mlruns" / "artifacts").rglob(f"*{second.run_id}*"))
+    shutil.rmtree(original)  # the copy stands on its own
+    note = client.download_artifacts(first.run_id, "note.txt", str(tmp_path / "dl"))
+    assert Path(note).read_text() == "hello"
+    note = client.download_artifacts(second.run_id, "note.txt", str(tmp_path / "dl2"))
+    assert Path(note).read_text() == "new"

@@ -326,6 +326,12 @@ class SERDataModule(pl.LightningDataModule):
         self.prepare()
         return list(self._features[split])
 
+    def split_utterances(self, split: str) -> pd.DataFrame:
+        """The manifest rows (path, speaker, label, ...) of a split's usable utterances, in the
+        order of its features and targets (never the speed copies)."""
+        self.prepare()
+        return self.manifest[self.manifest["split"] == split].reset_index(drop=True)
+
     def targets(self, split: str) -> list[int]:
         self.prepare()
         return list(self._targets[split])

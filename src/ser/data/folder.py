@@ -15,6 +15,9 @@ import pandas as pd
 from ser.data.corpus import AUDIO_SUFFIXES, frame, warn_skipped
 from ser.errors import SerError
 
+# As typed in a shell: Hydra's override parser needs the regex quoted inside the override.
+SPEAKER_PATTERN_EXAMPLE = """'dataset.loader.speaker_pattern="^(\\w+?)_"'"""
+
 
 def load(root: str | Path, speaker_pattern: str | None = None) -> pd.DataFrame:
     """One row per audio file: path, speaker, label (the label folder's name, lowercased)."""
@@ -52,8 +55,9 @@ def load(root: str | Path, speaker_pattern: str | None = None) -> pd.DataFrame:
         raise SerError(
             f"folder dataset: no speaker for {len(no_speaker)} files such as "
             f"{no_speaker[0].relative_to(root)}; speaker-independent splits need speakers: set "
-            "dataset.loader.speaker_pattern (a regex on the file name, e.g. '^(\\w+?)_'), put "
-            "files in <label>/<speaker>/, or list them with dataset=csv and a speaker column"
+            "dataset.loader.speaker_pattern to a regex on the file name (in a shell: "
+            f"{SPEAKER_PATTERN_EXAMPLE}), put files in <label>/<speaker>/, or list them with "
+            "dataset=csv and a speaker column"
         )
     what = "not audio in a label folder"
     if pattern is not None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ser.atomic import atomic_write
 from ser.data.splits import check_speaker_independent, validates_on_training_speakers
@@ -18,18 +19,39 @@ REQUIRED_COLUMNS = ("path", "speaker", "label", "split")
 # Protocol config keys that describe the protocol rather than being arguments of its function.
 PROTOCOL_SETTINGS = ("name", "speaker_independent", "test_dataset")
 
+log = logging.getLogger(__name__)
+
 
 def _load_corpus(
-    dataset: DictConfig, labels: list[str], merge: dict[str, str], limit: int | None
+    dataset: DictConfig, labels: list[str] | None, merge: dict[str, str], limit: int | None
 ) -> pd.DataFrame:
+    """The corpus's utterances of `labels` (None: dataset.labels was never set, an error that
+    lists the labels the corpus has). A label the corpus lacks is an error too; utterances of
+    labels not asked for are left out with one warning that counts them."""
     corpus = instantiate(dataset.loader)
     corpus["label"] = corpus["label"].replace(merge)  # e.g. IEMOCAP excited -> happy
-    corpus = corpus[corpus["label"].isin(labels)].reset_index(drop=True)
-    if corpus.empty:
+    found = sorted(corpus["label"].astype(str).unique())
+    has = f"dataset {dataset.name!r} has the labels [{','.join(found)}]"
+    if dataset.name == "folder":
+        has += " (its label folders' names, lower-cased)"
+    if labels is None:
         raise SerError(
-            f"dataset {dataset.name!r} has no utterances with labels {labels}; "
-            "check its loader root and labels"
+            f"dataset.labels is not set; {has}: set the ones to use, e.g. "
+            f"dataset.labels=[{','.join(found)}]"
         )
+    absent = [label for label in labels if label not in found]
+    if absent:
+        raise SerError(f"dataset.labels names {absent}, which are not in the corpus; {has}")
+    left_out = corpus.loc[~corpus["label"].isin(labels), "label"]
+    if len(left_out):
+        counts = ", ".join(f"{k}: {v}" for k, v in sorted(left_out.value_counts().items()))
+        log.warning(
+            "dataset %r: left out %d utterances of labels not in dataset.labels (%s)",
+            dataset.name,
+            len(left_out),
+            counts,
+        )
+    corpus = corpus[corpus["label"].isin(labels)].reset_index(drop=True)
     if limit:
         corpus = corpus.groupby(["speaker", "label"], sort=False).head(limit).reset_index(drop=True)
     return corpus
@@ -38,7 +60,7 @@ def _load_corpus(
 def build_folds(cfg: DictConfig) -> list[pd.DataFrame]:
     """Load the corpus named by `cfg.dataset`, keep its labels, and split it by `cfg.protocol`:
     one manifest for a hold-out protocol, one per fold for cross-validation."""
-    labels = list(cfg.dataset.labels)
+    labels = dataset_labels(cfg.dataset)
     limit = cfg.data.get("max_per_speaker_label")
     merge = dict(cfg.dataset.get("label_merge") or {})
     corpus = _load_corpus(cfg.dataset, labels, merge, limit)
@@ -58,6 +80,13 @@ def build_folds(cfg: DictConfig) -> list[pd.DataFrame]:
         test_corpus = _load_corpus(test_dataset, labels, merge, limit)
         split = instantiate(protocol)(corpus, test_corpus)
     return split if isinstance(split, list) else [split]
+
+
+def dataset_labels(dataset: DictConfig) -> list[str] | None:
+    """`dataset.labels` as a list, or None where the config leaves it to the user (???)."""
+    if OmegaConf.is_missing(dataset, "labels"):
+        return None
+    return [str(label) for label in dataset.labels]
 
 
 def build_manifest(cfg: DictConfig) -> pd.DataFrame:
@@ -102,7 +131,15 @@ def load_manifest(cfg: DictConfig) -> pd.DataFrame:
     """The single manifest of the config (a hold-out protocol or `data.manifest`)."""
     if cfg.data.get("manifest"):
         shared_val = validates_on_training_speakers(cfg.protocol)
-        return read_manifest(cfg.data.manifest, list(cfg.dataset.labels), shared_val)
+        labels = dataset_labels(cfg.dataset)
+        manifest = read_manifest(cfg.data.manifest, labels, shared_val)
+        if labels is None:
+            found = ",".join(sorted(manifest["label"].astype(str).unique()))
+            raise SerError(
+                f"dataset.labels is not set; the manifest {cfg.data.manifest} has the labels "
+                f"[{found}]: set the ones to use, e.g. dataset.labels=[{found}]"
+            )
+        return manifest
     return build_manifest(cfg)
 
 

@@ -6,6 +6,7 @@ stripped and lowercased like those of the built-in corpora. Other columns are ke
 
 from __future__ import annotations
 
+import csv
 import logging
 from pathlib import Path
 
@@ -32,15 +33,18 @@ def load(
             f"{path_column}, {label_column} and {speaker_column} columns"
         )
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)  # speaker ids like "01"
+        delimiter = sniff_delimiter(path)
+        # dtype=str: speaker ids like "01" stay as written
+        table = pd.read_csv(path, sep=delimiter, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise SerError(f"csv dataset {path} cannot be read: {err}") from None
     columns = {"path": path_column, "speaker": speaker_column, "label": label_column}
     absent = [f"{name} ({key}_column)" for key, name in columns.items() if name not in table]
     if absent:
         raise SerError(
-            f"csv dataset {path} lacks columns {', '.join(absent)}; it has "
-            f"{list(table.columns)} (set dataset.loader.<key>_column to rename)"
+            f"csv dataset {path} lacks columns {', '.join(absent)}; read with the delimiter "
+            f"{delimiter!r}, it has {list(table.columns)} (set dataset.loader.<key>_column to "
+            "rename)"
         )
     base = Path(root).expanduser() if root is not None else path.parent
     out = pd.DataFrame(
@@ -71,3 +75,14 @@ def load(
             f"csv dataset {path} lists no existing audio files (paths relative to {base})"
         )
     return out
+
+
+def sniff_delimiter(path: Path, candidates: str = ",;\t|") -> str:
+    """The table's delimiter, found by the standard library's sniffer on its first lines
+    (spreadsheets in many locales save "CSV" with semicolons); a comma when it cannot tell."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        sample = handle.read(65536)
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=candidates).delimiter
+    except csv.Error:
+        return ","

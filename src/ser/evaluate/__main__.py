@@ -1,7 +1,8 @@
 """`python -m ser.evaluate ckpt_path=...`: score a trained checkpoint on the test speakers.
 
-Writes metrics.json (DVC metrics), predictions.csv (DVC confusion plot), the per-class report
-and confusion_matrix.png into `eval_dir`.
+Writes metrics.json (DVC metrics), predictions.csv (path, speaker, actual, predicted and the
+posteriors; the DVC confusion plot's input), the per-class report and confusion_matrix.png into
+`eval_dir`.
 """
 
 from __future__ import annotations
@@ -29,13 +30,21 @@ def main(cfg: DictConfig) -> None:
             f"{list(cfg.dataset.labels)}; evaluate with the dataset the model was trained on"
         )
     datamodule = build_datamodule(cfg, frontend=trained)
-    preds: list[int] = []
     targets: list[int] = []
+    posteriors = []
     with torch.no_grad():
         for x, lengths, y in datamodule.test_dataloader():
-            preds += model(x, lengths).argmax(dim=-1).tolist()
+            posteriors.append(model(x, lengths).softmax(dim=-1))
             targets += y.tolist()
-    files = write_evaluation(targets, preds, model.class_names, cfg.eval_dir)
+    probs = torch.cat(posteriors).numpy()
+    files = write_evaluation(
+        targets,
+        probs.argmax(axis=1).tolist(),
+        model.class_names,
+        cfg.eval_dir,
+        datamodule.split_utterances("test"),
+        probs,
+    )
     metrics = json.loads(files["metrics"].read_text())
     print(" ".join(f"{k}={v:.4f}" for k, v in metrics.items()), f"-> {cfg.eval_dir}")
 

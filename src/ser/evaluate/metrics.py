@@ -30,10 +30,20 @@ def scores(targets: Sequence[int], preds: Sequence[int]) -> dict[str, float]:
 
 
 def write_evaluation(
-    targets: Sequence[int], preds: Sequence[int], class_names: Sequence[str], out_dir: str | Path
+    targets: Sequence[int],
+    preds: Sequence[int],
+    class_names: Sequence[str],
+    out_dir: str | Path,
+    utterances: pd.DataFrame | None = None,
+    posteriors: np.ndarray | None = None,
 ) -> dict[str, Path]:
-    """Write metrics.json, classification_report.{txt,json}, predictions.csv (actual, predicted,
-    the DVC confusion-plot input) and confusion_matrix.png into out_dir; return their paths."""
+    """Write metrics.json, classification_report.{txt,json}, predictions.csv and
+    confusion_matrix.png into out_dir; return their paths.
+
+    predictions.csv has one row per utterance: its path and speaker (from `utterances`, rows in
+    the order of `targets`), actual and predicted label (the DVC confusion plot's input) and,
+    where the model gives them, the posterior of each class (`p_<class>`), so that every error
+    can be traced to its file."""
     out = Path(out_dir)
     names = list(class_names)
     labels = list(range(len(names)))
@@ -54,10 +64,20 @@ def write_evaluation(
     with atomic_write(files["report_json"]) as tmp:
         report = classification_report(targets, preds, output_dict=True, **report_kwargs)
         tmp.write_text(json.dumps(report, indent=2))
+    table = pd.DataFrame(
+        {"actual": [names[t] for t in targets], "predicted": [names[p] for p in preds]}
+    )
+    if utterances is not None:
+        if len(utterances) != len(table):
+            raise ValueError(f"{len(utterances)} utterances for {len(table)} predictions")
+        info = utterances[["path", "speaker"]].reset_index(drop=True)
+        table = pd.concat([info, table], axis=1)
+    if posteriors is not None:
+        probs = np.asarray(posteriors, dtype=float).round(6)
+        for i, name in enumerate(names):
+            table[f"p_{name}"] = probs[:, i]
     with atomic_write(files["predictions"]) as tmp:
-        pd.DataFrame(
-            {"actual": [names[t] for t in targets], "predicted": [names[p] for p in preds]}
-        ).to_csv(tmp, index=False)
+        table.to_csv(tmp, index=False)
     matrix = confusion_matrix(targets, preds, labels=labels)
     plot_confusion_matrix(np.asarray(matrix), names, files["confusion_matrix"])
     return files

@@ -59,6 +59,16 @@ class ClassicalModel:
         else:
             self.pipeline.fit(x, y)
 
+    def posteriors(self, datamodule: SERDataModule, split: str) -> np.ndarray | None:
+        """Class probabilities (utterances, classes) where the estimator gives them (not SVM
+        without probability=True, not k-means); None otherwise."""
+        if self.is_clustering or not hasattr(self.pipeline, "predict_proba"):
+            return None
+        probs = self.pipeline.predict_proba(self.features(datamodule, split))
+        out = np.zeros((len(probs), datamodule.num_classes))
+        out[:, self.pipeline.classes_] = probs  # columns in label order, absent classes 0
+        return out
+
     def predict(self, datamodule: SERDataModule, split: str) -> np.ndarray:
         return self._labels(self.pipeline.predict(self.features(datamodule, split)))
 

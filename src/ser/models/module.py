@@ -90,7 +90,8 @@ class SERModule(pl.LightningModule):
         self.val_uar_best = MaxMetric()
         # Per-epoch train/val loss and metrics, for the learning-curve plot (any logger).
         self.history: dict[str, list[float]] = defaultdict(list)
-        self.test_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        # (predictions, targets, posteriors) per test batch
+        self.test_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         # The resolved run config, stored in checkpoints so that they rebuild themselves.
         self.run_config: dict | None = None
         self.train_speakers: list[str] | None = None
@@ -117,7 +118,8 @@ class SERModule(pl.LightningModule):
         self.metrics[f"{stage}_metrics"].update(preds, y)
         self.mean_losses[f"{stage}_loss"].update(loss.detach(), weight=len(y))
         if stage == "test":
-            self.test_outputs.append((preds.cpu(), y.cpu()))
+            posteriors = logits.detach().float().softmax(dim=-1)
+            self.test_outputs.append((preds.cpu(), y.cpu(), posteriors.cpu()))
         return loss
 
     def _logits_and_prefix_loss(
@@ -145,7 +147,9 @@ class SERModule(pl.LightningModule):
         for key, value in values.items():
             # torchmetrics has already summed every process's counts, so each value is the
             # whole split's; sync_dist only averages identical copies (and tells Lightning so).
-            self.log(f"{stage}/{key}", value, prog_bar=key in ("uar", "loss"), sync_dist=True)
+            # On the bar: the training loss and validation UAR (all are logged to MLflow).
+            shown = (stage, key) in (("train", "loss"), ("val", "uar"))
+            self.log(f"{stage}/{key}", value, prog_bar=shown, sync_dist=True)
             if stage != "test" and not self.trainer.sanity_checking:
                 self.history[f"{stage}/{key}"].append(float(value))
         if stage == "val" and not self.trainer.sanity_checking:
@@ -179,11 +183,11 @@ class SERModule(pl.LightningModule):
             torch.distributed.all_gather_object(shards, self.test_outputs)
             self.test_outputs = [batch for shard in shards for batch in shard]
 
-    def test_predictions(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(predictions, targets) of the last test run, over the whole test set in every
-        process."""
-        preds, targets = zip(*self.test_outputs, strict=True)
-        return torch.cat(preds), torch.cat(targets)
+    def test_predictions(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(predictions, targets, posteriors) of the last test run, over the whole test set in
+        every process."""
+        preds, targets, posteriors = zip(*self.test_outputs, strict=True)
+        return torch.cat(preds), torch.cat(targets), torch.cat(posteriors)
 
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:

@@ -23,7 +23,7 @@ class UtteranceStream:
     hidden: np.ndarray  # (K, H), the LSTM output at the end of each chunk
     label: int
     duration_s: float  # of the preprocessed (silence-trimmed) speech
-    chunk_s: float
+    chunk_s: float  # the real chunk length: whole feature frames, so rl.chunk_s rounded
     source: str = ""
 
     @property
@@ -64,8 +64,12 @@ def stream_wave(
 
     The causal net runs once over the whole utterance; each chunk's posterior is the running
     mean of per-frame logits up to the chunk's end, exactly what `net.stream` gives chunk by
-    chunk (tested), so nothing after a chunk influences its posterior.
+    chunk (tested), so nothing after a chunk influences its posterior. A chunk is a whole
+    number of feature frames (at least one): the stream records that real length, which is
+    what time heard is counted in.
     """
+    if not chunk_s > 0:
+        raise SerError(f"rl.chunk_s={chunk_s} must be > 0 seconds, e.g. rl.chunk_s=0.25")
     rate = recognizer.sample_rate
     duration = len(wave) / rate
     if duration < chunk_s:
@@ -92,7 +96,7 @@ def stream_wave(
         hidden=hidden[0, ends].numpy().astype(np.float32),
         label=label,
         duration_s=duration,
-        chunk_s=chunk_s,
+        chunk_s=chunk_frames * hop / rate,
         source=source,
     )
 

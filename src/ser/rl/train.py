@@ -313,6 +313,17 @@ def run(cfg: DictConfig) -> dict[str, float]:
             f"rl.reward.target={cfg.rl.reward.target} is unknown; use one of "
             f"{', '.join(REWARD_TARGETS)}"
         )
+    if not float(cfg.rl.chunk_s) > 0:
+        raise SerError(f"rl.chunk_s={cfg.rl.chunk_s} must be > 0 seconds, e.g. rl.chunk_s=0.25")
+    if not int(cfg.rl.total_timesteps) > 0:
+        raise SerError(
+            f"rl.total_timesteps={cfg.rl.total_timesteps} must be > 0, e.g. "
+            "rl.total_timesteps=40000"
+        )
+    if cfg.rl.name == "emorl" and not cfg.rl.wait_costs:
+        raise SerError(
+            "rl.wait_costs is empty; give at least one cost of a WAIT, e.g. rl.wait_costs=[0.02]"
+        )
     if cfg.rl.agent_split == "crossfit" and cfg.rl.classifier:
         raise SerError(
             "rl.agent_split=crossfit trains the classifier and its cross-fitted copies with one "

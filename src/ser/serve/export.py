@@ -27,6 +27,8 @@ import json
 import logging
 import math
 import os
+import shutil
+import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -480,15 +482,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--tracking-uri",
         metavar="URI",
         help="MLflow store for run ids and models:/ refs "
-        "(default: $MLFLOW_TRACKING_URI, else sqlite:///<repo>/mlruns/mlflow.db)",
+        "(default: $MLFLOW_TRACKING_URI, else sqlite:///$SER_ROOT/mlruns/mlflow.db, where "
+        "training writes; $SER_ROOT defaults to the working directory)",
     )
     return parser
+
+
+def check_writable(folder: Path) -> None:
+    """Whether a file can be written in `folder` (created for the probe, then removed again if
+    it was not there), or one SerError naming it. Root passes os.access checks, so it writes."""
+    if folder.is_file():
+        raise SerError(f"--out {folder} is a file; give a directory (it is created if missing)")
+    created = next((p for p in [*reversed(folder.absolute().parents), folder.absolute()]
+                    if not p.exists()), None)  # fmt: skip
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".ser-probe-"):
+            pass
+    except OSError as err:
+        raise SerError(
+            f"cannot write to --out {folder} ({err.strerror}); give a folder you can write to"
+        ) from None
+    if created is not None:
+        shutil.rmtree(created)
 
 
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of `ser-export`."""
     args = build_parser().parse_args(argv)
+    check_writable(args.out)  # before the model loads and exports: an --out typo is not its fault
     # MLflow's download progress bars are noise for a model of a few MB.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     recognizer = load_recognizer(args.model, args.tracking_uri)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import socket
 import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 
@@ -136,6 +137,7 @@ class Service:
             # Unrounded: clients can compare with the model's own output.
             "probabilities": prediction.probabilities,
             "duration_s": prediction.duration_s,
+            "warnings": prediction.warnings,
             "timeline": {
                 "window_s": window_s,
                 "hop_s": hop_s,
@@ -334,6 +336,7 @@ def create_app(
     )
     async def predict(
         request: Request,
+        response: Response,
         window_s: float = Query(1.0, ge=0.1, le=30.0, description="timeline window (s)"),
         hop_s: float = Query(0.25, ge=0.05, le=30.0, description="timeline hop (s)"),
     ) -> dict[str, Any]:
@@ -342,7 +345,10 @@ def create_app(
                 422, "bad_request", f"hop_s={hop_s} must be at most window_s={window_s}"
             )
         data, name = await _read_upload(request, limits.max_upload_bytes)
-        return await service.run(data, name, window_s, hop_s)
+        result = await service.run(data, name, window_s, hop_s)
+        if result["warnings"]:  # also in the JSON body's `warnings`
+            response.headers["X-SER-Warning"] = "; ".join(result["warnings"])
+        return result
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
@@ -380,12 +386,41 @@ def main(argv: list[str] | None = None) -> None:
             raise SerError(f"--{name.replace('_', '-')} must be positive")
     if args.max_queue < 1:
         raise SerError("--max-queue must be at least 1")
+    if not 0 <= args.port <= 65535:
+        raise SerError(f"--port {args.port} is not a TCP port; give one in 1-65535, e.g. 8000")
+    # The port first: one in use is one error line before the model loads; and "serving" is
+    # printed once the socket listens (connections queue until the app takes them).
+    sock = listening_socket(args.host, args.port)
+    host, port = sock.getsockname()[:2]
     recognizer = load_recognizer(args.model, args.tracking_uri)
     app = create_app(
         recognizer, args.max_upload_mb, args.timeout_s, args.max_queue, args.max_duration_s
     )
-    print(f"serving {recognizer.source} on http://{args.host}:{args.port}", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    print(f"serving {recognizer.source} on http://{host}:{port}", flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server.run(sockets=[sock])
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port) and listening, or one SerError naming the fix."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror as err:
+        raise SerError(
+            f"--host {host}: {err.strerror}; give an address such as 127.0.0.1"
+        ) from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as err:
+        sock.close()
+        raise SerError(
+            f"cannot listen on {host}:{port} ({err.strerror}); the port may be in use: pick "
+            "another with --port, or stop what holds it"
+        ) from None
+    return sock
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ class Prediction:
     probabilities: dict[str, float]
     duration_s: float
     extras: dict = field(default_factory=dict)
+    # What the user should know about the input (e.g. a sample rate below the model's).
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
@@ -42,7 +44,20 @@ class Prediction:
             "duration_s": round(self.duration_s, 3),
             "probabilities": {k: round(v, 4) for k, v in self.probabilities.items()},
             **self.extras,
+            **({"warnings": self.warnings} if self.warnings else {}),
         }
+
+
+def low_rate_warning(rate: int, model_rate: int) -> str | None:
+    """A warning for audio recorded below the model's sample rate (8 kHz telephone audio into a
+    16 kHz model): upsampling cannot bring back the missing band, and predictions shift."""
+    if rate >= model_rate:
+        return None
+    return (
+        f"audio at {rate} Hz is below the model's {model_rate} Hz: upsampling cannot restore "
+        f"what was never recorded, so predictions are less reliable (record at {model_rate} Hz "
+        "or more)"
+    )
 
 
 class Recognizer:
@@ -87,11 +102,13 @@ class Recognizer:
         duration = len(data) / rate
         wave = self.preprocessor.process(data, rate, source)
         probs = self.posteriors(wave)
+        warning = low_rate_warning(rate, self.sample_rate)
         return Prediction(
             source=source,
             label=self.class_names[int(np.argmax(probs))],
             probabilities=dict(zip(self.class_names, map(float, probs), strict=True)),
             duration_s=duration,
+            warnings=[warning] if warning else [],
         )
 
     def predict_file(self, path: str | Path) -> Prediction:
@@ -105,8 +122,7 @@ def _checkpoint_of_run(run_id: str, tracking_uri: str | None) -> Path:
 
     from ser.tracking.mlflow import tracking_uri as default_uri
 
-    repo = Path(__file__).resolve().parents[3]
-    client = MlflowClient(default_uri(tracking_uri, repo / "mlruns"))
+    client = MlflowClient(default_uri(tracking_uri, create=False))
     try:
         files = [f.path for f in client.list_artifacts(run_id, "checkpoints")]
     except MlflowException as err:

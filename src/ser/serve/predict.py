@@ -29,7 +29,6 @@ AUDIO_EXTENSIONS = frozenset(
 )
 # Show a progress bar for more files than this, when stderr is a terminal.
 PROGRESS_MIN_FILES = 5
-REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_NAME, DEFAULT_ALIAS = "ser", "champion"
 # The newest runs looked at for a checkpoint when no --model is given.
 RECENT_RUNS = 50
@@ -70,7 +69,8 @@ def audio_files(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def default_model(tracking_uri: str | None) -> str:
-    """models:/ser@champion if registered, else the newest FINISHED run with a checkpoint."""
+    """models:/ser@champion if registered, else the newest FINISHED run with a checkpoint, in
+    the store training writes to (`ser.tracking.mlflow.tracking_uri`)."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
@@ -80,12 +80,11 @@ def default_model(tracking_uri: str | None) -> str:
         "pass --model PATH.ckpt | RUN_ID | models:/ser@champion, or train one with "
         "`python train.py`"
     )
-    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
-    if uri is None:
-        db = REPO_ROOT / "mlruns" / "mlflow.db"
-        if not db.is_file():  # do not create an empty store just to look into it
-            raise SerError(f"no --model given and no MLflow store at {db}; {hint}")
-        uri = resolve_uri(None, REPO_ROOT / "mlruns")
+    uri = resolve_uri(tracking_uri, create=False)
+    db = uri.removeprefix("sqlite:///")
+    if uri.startswith("sqlite:///") and not Path(db).is_file():
+        # do not create an empty store just to look into it
+        raise SerError(f"no --model given and no MLflow store at {db}; {hint}")
     client = MlflowClient(uri)
     try:
         client.get_model_version_by_alias(DEFAULT_NAME, DEFAULT_ALIAS)
@@ -168,7 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--tracking-uri",
         metavar="URI",
         help="MLflow store for run ids and models:/ refs (default: $MLFLOW_TRACKING_URI, "
-        "else sqlite:///<repo>/mlruns/mlflow.db)",
+        "else the store `python train.py` writes to: sqlite:///$SER_ROOT/mlruns/mlflow.db, "
+        "$SER_ROOT defaulting to the working directory)",
+    )
+    parser.add_argument(
+        "--labels",
+        metavar="A,B,...",
+        help="the classes the model must predict, in order; a model with others is refused",
     )
     parser.add_argument("--format", choices=["table", "json", "csv"], default="table")
     parser.add_argument(
@@ -190,15 +195,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ref = args.model
     if ref is None:
+        from ser.tracking.mlflow import tracking_uri
+
         ref = default_model(args.tracking_uri)
-        print(f"model: {ref} (no --model given)", file=sys.stderr)
+        store = tracking_uri(args.tracking_uri, create=False)
+        print(f"model: {ref} from the MLflow store {store} (no --model given)", file=sys.stderr)
     recognizer = load_recognizer(ref, args.tracking_uri)
+    if args.labels is not None:
+        asked = [label.strip() for label in args.labels.split(",") if label.strip()]
+        if asked != recognizer.class_names:
+            raise SerError(
+                f"model {ref} predicts {recognizer.class_names}, not the --labels {asked}; "
+                "give --model a model trained on those labels"
+            )
     show_progress = len(files) > PROGRESS_MIN_FILES and sys.stderr.isatty()
     records: list[dict] = []
     failed = 0
     for path in tqdm(files, disable=not show_progress, unit="file", file=sys.stderr):
         try:
-            records.append(recognizer.predict_file(path).as_dict())
+            prediction = recognizer.predict_file(path)
+            records.append(prediction.as_dict())
+            for warning in prediction.warnings:
+                tqdm.write(f"warning: {path}: {warning}", file=sys.stderr)
         except SerError as err:  # AudioError: this file only
             failed += 1
             reason = getattr(err, "reason", str(err))

@@ -134,8 +134,7 @@ def _client(tracking_uri: str | None) -> Any:
 
     from ser.tracking.mlflow import tracking_uri as default_uri
 
-    repo = Path(__file__).resolve().parents[3]
-    return MlflowClient(default_uri(tracking_uri, repo / "mlruns"))
+    return MlflowClient(default_uri(tracking_uri))
 
 
 def _free_artifact_path(client: Any, run_id: str) -> str:
@@ -161,7 +160,8 @@ def register_model(
     returns the version number.
 
     `checkpoint` is the .ckpt to wrap; by default the run's `checkpoints/` artifact.
-    `tracking_uri` defaults to $MLFLOW_TRACKING_URI, else the repository's sqlite store.
+    `tracking_uri` defaults to $MLFLOW_TRACKING_URI, else the sqlite store of
+    `ser.tracking.mlflow.default_mlruns_dir()`.
     """
     import mlflow.pyfunc
     from mlflow.exceptions import MlflowException

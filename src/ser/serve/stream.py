@@ -236,12 +236,22 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
         if not 0 < args.mic <= 600:
             raise SerError(f"--mic {args.mic}: record between 0 and 600 seconds")
         sd = open_sounddevice()
+    policy = None
+    if args.policy:
+        from ser.rl.policy import EarlyPolicy
+        from ser.rl.streams import check_streaming
+
+        policy = EarlyPolicy(args.policy)  # a missing policy file: before any model work
     recognizer = load_recognizer(args.model, args.tracking_uri)
+    if policy is not None:
+        check_streaming(recognizer)  # a non-causal model: before the timeline is computed
     if args.mic is not None:
         rate = recognizer.sample_rate
         data = record_mic(args.mic, rate, sd)
         source, stem = "microphone", time.strftime("mic_%Y%m%d-%H%M%S")
     overall: Prediction = recognizer.predict_array(data, rate, source)
+    for warning in overall.warnings:
+        print(f"warning: {source}: {warning}", file=sys.stderr)
     wave = timeline_wave(recognizer, data, rate, source)
     timeline = stream_timeline(recognizer, wave, args.window_s, args.hop_s)
     names = recognizer.class_names
@@ -249,12 +259,8 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     duration = len(wave) / recognizer.sample_rate
     top = overall.probabilities[overall.label]
     print(f"overall: {overall.label} ({top:.2f}) over {duration:.2f} s")
-    if args.policy:
-        from ser.rl.policy import EarlyPolicy
-
-        decision = EarlyPolicy(args.policy).decide(
-            recognizer, recognizer.preprocessor.process(data, rate, source)
-        )
+    if policy is not None:
+        decision = policy.decide(recognizer, recognizer.preprocessor.process(data, rate, source))
         print(
             f"early decision (Emo-RL): {decision.label} after {decision.seconds:.2f} s of "
             f"speech ({decision.fraction:.0%} of it heard)"

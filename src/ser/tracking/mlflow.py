@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 from pathlib import Path
@@ -10,9 +11,23 @@ from typing import Any
 from filelock import FileLock
 from pytorch_lightning.loggers import MLFlowLogger
 
+log = logging.getLogger(__name__)
 
-def tracking_uri(configured: str | None, mlruns_dir: str | Path) -> str:
-    """The configured URI, else $MLFLOW_TRACKING_URI, else sqlite:///<mlruns_dir>/mlflow.db.
+
+def default_mlruns_dir() -> Path:
+    """The local store's folder when nothing else is said: `$SER_ROOT/mlruns`, else `mlruns/`
+    of the working directory. Training (conf/paths: `${paths.root_dir}/mlruns`) and every tool
+    (ser-predict, ser-export, ser-serve, ser-stream) resolve it by this one rule, so a project
+    of the user's own keeps its runs and finds them again."""
+    return Path(os.environ.get("SER_ROOT") or ".").resolve() / "mlruns"
+
+
+def tracking_uri(
+    configured: str | None, mlruns_dir: str | Path | None = None, create: bool = True
+) -> str:
+    """The configured URI, else $MLFLOW_TRACKING_URI, else sqlite:///<mlruns_dir>/mlflow.db
+    (`mlruns_dir` defaults to `default_mlruns_dir()`; `create=False` for tools that only read,
+    so that looking does not make an empty store).
 
     MLflow 3 refuses a plain ./mlruns file store by default, hence sqlite.
     """
@@ -20,8 +35,9 @@ def tracking_uri(configured: str | None, mlruns_dir: str | Path) -> str:
         return str(configured)
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
-    path = Path(mlruns_dir).resolve()
-    path.mkdir(parents=True, exist_ok=True)
+    path = Path(mlruns_dir if mlruns_dir is not None else default_mlruns_dir()).resolve()
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path / 'mlflow.db'}"
 
 
@@ -34,8 +50,9 @@ def artifact_location(uri: str, configured: str | None, mlruns_dir: str | Path) 
     return None
 
 
-def create_sqlite_store(uri: str) -> None:
-    """Create (or migrate) a local sqlite store's schema under a file lock.
+def create_sqlite_store(uri: str, artifacts_uri: str | None = None) -> None:
+    """Create (or migrate) a local sqlite store's schema under a file lock, and make its
+    artifact locations its own (`rehome_artifacts`) when `artifacts_uri` is given.
 
     Two runs that start at once on a fresh mlruns/ (a joblib sweep, two terminals) otherwise
     race in MLflow's schema migration and one dies with "table ... already exists". MLflow
@@ -46,8 +63,65 @@ def create_sqlite_store(uri: str) -> None:
     # Imported here, as in Lightning's logger: mlflow is slow to import.
     from mlflow.tracking import MlflowClient
 
-    with FileLock(f"{uri.removeprefix('sqlite:///')}.lock"):
+    db = uri.removeprefix("sqlite:///")
+    with FileLock(f"{db}.lock"):
         MlflowClient(uri).search_experiments(max_results=1)
+        if artifacts_uri is not None and artifacts_uri.startswith("file:"):
+            changed = rehome_artifacts(Path(db), artifacts_uri)
+            if changed:
+                log.warning(
+                    "this MLflow store was copied from another project: %d artifact locations "
+                    "now point to its own %s",
+                    changed,
+                    artifacts_uri,
+                )
+
+
+# The columns of MLflow's sqlite schema that hold artifact URIs.
+ARTIFACT_COLUMNS = (
+    ("experiments", "artifact_location"),
+    ("runs", "artifact_uri"),
+    ("logged_models", "artifact_location"),
+    ("model_versions", "source"),
+    ("model_versions", "storage_location"),
+)
+
+
+def rehome_artifacts(db: Path, artifacts_uri: str) -> int:
+    """Point artifact URIs under another project's `.../mlruns/artifacts` at `artifacts_uri`.
+
+    MLflow records absolute artifact locations. A project copied with `cp -r` (its mlruns/
+    included) would otherwise read and write the original's artifacts, and new runs of the copy
+    would land in the original. The copy holds the same files under its own mlruns/artifacts,
+    so its URIs are rewritten to them. MLflow has no API for this; the local sqlite file is
+    updated directly. Returns the number of values changed.
+    """
+    import sqlite3
+
+    with sqlite3.connect(db) as connection:
+        tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master")}
+        locations = connection.execute("SELECT DISTINCT artifact_location FROM experiments")
+        foreign = {
+            str(r[0]).rstrip("/")
+            for r in locations
+            if r[0]
+            and str(r[0]).startswith("file:")
+            and str(r[0]).rstrip("/").endswith("/mlruns/artifacts")
+            and str(r[0]).rstrip("/") != artifacts_uri.rstrip("/")
+        }
+        changed = 0
+        for old in foreign:
+            for table, column in ARTIFACT_COLUMNS:
+                if table not in tables:
+                    continue
+                changed += connection.execute(
+                    f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                    f"WHERE substr({column}, 1, ?) = ? "
+                    f"AND (length({column}) = ? OR substr({column}, ?, 1) = '/')",
+                    (artifacts_uri.rstrip("/"), len(old) + 1, len(old), old, len(old),
+                     len(old) + 1),
+                ).rowcount  # fmt: skip
+    return changed
 
 
 def mlflow_logger(
@@ -57,8 +131,10 @@ def mlflow_logger(
     settings = dict(settings)
     settings.pop("_target_", None)
     uri = tracking_uri(settings.pop("tracking_uri", None), mlruns_dir)
-    location = artifact_location(uri, settings.pop("artifact_location", None), mlruns_dir)
-    create_sqlite_store(uri)
+    configured = settings.pop("artifact_location", None)
+    location = artifact_location(uri, configured, mlruns_dir)
+    # The default location follows the store (a copied project); a configured one is kept.
+    create_sqlite_store(uri, None if configured else location)
     logger = MLFlowLogger(
         tracking_uri=uri,
         artifact_location=location,

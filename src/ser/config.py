@@ -1,0 +1,63 @@
+"""Checks of a composed config's numbers before any work is done: a bad value is one error
+line naming the key, the value given and what the key takes, not a traceback after minutes of
+feature extraction. The `_target_` configs stay plain YAML; this is the schema for the keys
+whose values a user types."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from ser.errors import SerError
+
+_ABSENT = object()
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: value is None or check(value)
+
+
+# (key, what a valid value passes, what the key takes): keys absent from a config are skipped.
+TRAINING_CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
+    ("data.batch_size", lambda v: _whole(v) and v >= 1, "a whole number >= 1, e.g. 32"),
+    ("data.num_workers", lambda v: _whole(v) and v >= 0, "a whole number >= 0"),
+    (
+        "data.max_per_speaker_label",
+        _optional(lambda v: _whole(v) and v >= 1),
+        "null or a whole number >= 1",
+    ),
+    ("data.window_s", _optional(lambda v: _number(v) and v > 0), "null or seconds > 0"),
+    ("data.window_hop_s", _optional(lambda v: _number(v) and v > 0), "null or seconds > 0"),
+    ("data.random_crop_s", _optional(lambda v: _number(v) and v > 0), "null or seconds > 0"),
+    (
+        "trainer.max_epochs",
+        lambda v: _whole(v) and v >= 1,
+        "a whole number >= 1 (0 would test an untrained model)",
+    ),
+    ("model.optimizer.lr", lambda v: _number(v) and v > 0, "a number > 0, e.g. 0.001"),
+    ("model.optimizer.weight_decay", lambda v: _number(v) and v >= 0, "a number >= 0"),
+    ("model.net.dropout", lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    (
+        "features.n_jobs",
+        lambda v: v is None or (_whole(v) and v != 0),
+        "-1 (one process per core), 1 (in-process) or another whole number but 0",
+    ),
+]
+
+
+def check_training_config(cfg: DictConfig) -> None:
+    """Raise SerError for the first value that a training run could not use."""
+    for key, valid, takes in TRAINING_CHECKS:
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        if value is not _ABSENT and not valid(value):
+            raise SerError(f"{key}={value!r} is not valid: it takes {takes}")
