@@ -185,12 +185,15 @@ class _NoTips(logging.Filter):
         return not str(record.msg).startswith("💡 Tip")
 
 
+_NO_TIPS = _NoTips()
+
+
 def quiet_lightning() -> None:
     """Silence what a user cannot act on: Lightning's tips, and the FutureWarning that
     Lightning's own pytree helper raises against this torch (`isinstance(treespec, LeafSpec)`).
     Lightning's model summary is off in conf/trainer (its FLOPs column reads 0 without an
     example input); train() prints the parameter count instead."""
-    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_NoTips())
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_NO_TIPS)  # once
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
