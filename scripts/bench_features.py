@@ -228,15 +228,16 @@ def bench_parallel(paths: list[Path], features: str) -> int:
         f"features={features} preprocess=default: {len(paths)} files, {audio_s:.1f} s audio, "
         f"{cores} cores, each run into an empty cache (worker start-up included)"
     )
+
+    def used() -> float:
+        """CPU seconds of this process and its exited children."""
+        own, kids = (
+            resource.getrusage(r) for r in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+        )
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
     walls = {}
     for n_jobs in (1, cores):
-
-        def used() -> float:
-            own, kids = (
-                resource.getrusage(r) for r in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
-            )
-            return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-
         with tempfile.TemporaryDirectory() as cache_dir:
             wall, cpu = time.perf_counter(), used()
             result = extract_corpus(

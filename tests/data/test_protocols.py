@@ -107,6 +107,8 @@ def test_holdout_of_two_speakers_tests_one_and_validates_on_the_other() -> None:
     two = corpus(n_speakers=2, per_speaker=20)
     with pytest.raises(SerError, match=r"protocol\.val_utterances=0\.15"):
         holdout_split(two)
+    with pytest.raises(SerError, match="unknown speakers"):
+        holdout_split(two, val_utterances=0.2, test_speakers=["nobody"])
     out = holdout_split(two, val_utterances=0.2, seed=3)
     assert out.loc[out["split"] == "test", "speaker"].nunique() == 1
     assert set(out.loc[out["split"] == "val", "speaker"]) == set(

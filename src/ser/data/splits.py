@@ -30,30 +30,19 @@ def holdout_split(
     `hold_out_utterances`), so two speakers are enough.
     """
     speakers = sorted(manifest["speaker"].astype(str).unique())
-    if val_utterances is not None:
-        if val_speakers:
-            raise SerError(
-                "protocol.val_utterances replaces validation speakers; set "
-                "protocol.val_speakers=null"
-            )
-        if len(speakers) < 2:
-            raise SerError(
-                f"a speaker-independent split needs at least 2 speakers, the corpus has "
-                f"{len(speakers)}; add speakers"
-            )
-        order = [speakers[i] for i in np.random.default_rng(seed).permutation(len(speakers))]
-        test = [str(s) for s in test_speakers] if test_speakers else None
-        if test is None:
-            test = order[: min(len(order) - 1, max(1, round(test_fraction * len(speakers))))]
-        out = manifest.copy()
-        out["split"] = ["test" if s in test else "train" for s in out["speaker"].astype(str)]
-        return hold_out_utterances(out, val_utterances, seed)
-    if len(speakers) < 3:
+    by_utterances = val_utterances is not None
+    if by_utterances and val_speakers:
         raise SerError(
-            f"a speaker-independent split needs at least 3 speakers, the corpus has "
-            f"{len(speakers)}; add speakers, or validate on held-out utterances of the "
-            "training speakers: protocol.val_utterances=0.15"
+            "protocol.val_utterances replaces validation speakers; set protocol.val_speakers=null"
         )
+    needed = 2 if by_utterances else 3
+    if len(speakers) < needed:
+        raise SerError(
+            f"a speaker-independent split needs at least {needed} speakers, the corpus has "
+            f"{len(speakers)}; add speakers"
+            + ("" if by_utterances else ", or validate on held-out utterances of the training "
+               "speakers: protocol.val_utterances=0.15")
+        )  # fmt: skip
     unknown = {str(s) for s in (val_speakers or []) + list(test_speakers or [])} - set(speakers)
     if unknown:
         raise SerError(f"protocol names unknown speakers {sorted(unknown)}; known: {speakers}")
@@ -62,7 +51,11 @@ def holdout_split(
     val = [str(s) for s in val_speakers] if val_speakers else None
     if test is None:
         rest = [s for s in order if s not in (val or [])]
-        test = rest[: max(1, round(test_fraction * len(speakers)))]
+        count = max(1, round(test_fraction * len(speakers)))
+        # Validating on utterances, at least one speaker must be left to train on.
+        test = rest[: min(len(rest) - 1, count) if by_utterances else count]
+    if by_utterances:
+        return hold_out_utterances(manifest, test, val_utterances, seed)
     if val is None:
         rest = [s for s in order if s not in test]
         val = rest[: max(1, round(val_fraction * len(speakers)))]
@@ -74,16 +67,22 @@ def holdout_split(
 
 
 def hold_out_utterances(
-    manifest: pd.DataFrame, fraction: float, seed: int | Sequence[int] = 0
+    manifest: pd.DataFrame,
+    test_speakers: Sequence[str],
+    fraction: float,
+    seed: int | Sequence[int] = 0,
 ) -> pd.DataFrame:
-    """Move `fraction` of every training speaker's utterances of each label (drawn with `seed`)
-    to the validation split. Test speakers stay unseen, but model selection is then
-    speaker-dependent: for corpora with too few speakers to spare one (TESS has two)."""
+    """A copy of `manifest` where `test_speakers` test and the others train, but for
+    `fraction` of every training speaker's utterances of each label (drawn with `seed`), which
+    validate. Test speakers stay unseen, but model selection is then speaker-dependent: for
+    corpora with too few speakers to spare one (TESS has two)."""
     if not 0 < fraction < 1:
         raise SerError(
             f"protocol.val_utterances={fraction} must be a fraction in (0, 1), e.g. 0.15"
         )
     out = manifest.copy()
+    tested = set(map(str, test_speakers))
+    out["split"] = ["test" if s in tested else "train" for s in out["speaker"].astype(str)]
     rng = np.random.default_rng(seed)
     train = out[out["split"] == "train"]
     for _, rows in train.groupby([train["speaker"].astype(str), train["label"]], sort=True):
@@ -168,9 +167,7 @@ def _assign_folds(
                 f"or fewer protocol.val_speakers, {FEW_SPEAKERS_HINT}"
             )
         if val_utterances is not None:
-            fold = manifest.copy()
-            fold["split"] = ["test" if s in test else "train" for s in fold["speaker"].astype(str)]
-            folds.append(hold_out_utterances(fold, val_utterances, [seed, k]))
+            folds.append(hold_out_utterances(manifest, test, val_utterances, [seed, k]))
             continue
         rng = np.random.default_rng([seed, k])
         val = [rest[i] for i in rng.choice(len(rest), size=val_speakers, replace=False)]

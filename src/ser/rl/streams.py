@@ -57,6 +57,12 @@ def _describe(extractor: dict) -> str:
     return f"{str(extractor.get('_target_')).rsplit('.', 1)[-1]}({settings})"
 
 
+def check_chunk_s(chunk_s: float) -> None:
+    """A chunk must last longer than nothing."""
+    if not chunk_s > 0:
+        raise SerError(f"rl.chunk_s={chunk_s} must be > 0 seconds, e.g. rl.chunk_s=0.25")
+
+
 def stream_wave(
     recognizer: Recognizer, wave: np.ndarray, chunk_s: float, label: int = -1, source: str = ""
 ) -> UtteranceStream:
@@ -68,8 +74,7 @@ def stream_wave(
     number of feature frames (at least one): the stream records that real length, which is
     what time heard is counted in.
     """
-    if not chunk_s > 0:
-        raise SerError(f"rl.chunk_s={chunk_s} must be > 0 seconds, e.g. rl.chunk_s=0.25")
+    check_chunk_s(chunk_s)
     rate = recognizer.sample_rate
     duration = len(wave) / rate
     if duration < chunk_s:

@@ -38,7 +38,7 @@ from ser.rl.evaluate import (
     policy_decisions,
     score,
 )
-from ser.rl.streams import UtteranceStream, check_streaming, stream_files
+from ser.rl.streams import UtteranceStream, check_chunk_s, check_streaming, stream_files
 from ser.serve.model import Recognizer, load_recognizer
 from ser.tracking import finish_run, git_commit, mlflow_logger, run_summary
 from ser.tracking.sb3 import sb3_logger
@@ -313,8 +313,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
             f"rl.reward.target={cfg.rl.reward.target} is unknown; use one of "
             f"{', '.join(REWARD_TARGETS)}"
         )
-    if not float(cfg.rl.chunk_s) > 0:
-        raise SerError(f"rl.chunk_s={cfg.rl.chunk_s} must be > 0 seconds, e.g. rl.chunk_s=0.25")
+    check_chunk_s(cfg.rl.chunk_s)
     if not int(cfg.rl.total_timesteps) > 0:
         raise SerError(
             f"rl.total_timesteps={cfg.rl.total_timesteps} must be > 0, e.g. "

@@ -197,8 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ref is None:
         from ser.tracking.mlflow import tracking_uri
 
-        ref = default_model(args.tracking_uri)
         store = tracking_uri(args.tracking_uri, create=False)
+        ref = default_model(store)
         print(f"model: {ref} from the MLflow store {store} (no --model given)", file=sys.stderr)
     recognizer = load_recognizer(ref, args.tracking_uri)
     if args.labels is not None:

@@ -98,29 +98,29 @@ def rehome_artifacts(db: Path, artifacts_uri: str) -> int:
     """
     import sqlite3
 
+    own = artifacts_uri.rstrip("/")
     with sqlite3.connect(db) as connection:
         tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master")}
         locations = connection.execute("SELECT DISTINCT artifact_location FROM experiments")
-        foreign = {
-            str(r[0]).rstrip("/")
-            for r in locations
-            if r[0]
-            and str(r[0]).startswith("file:")
-            and str(r[0]).rstrip("/").endswith("/mlruns/artifacts")
-            and str(r[0]).rstrip("/") != artifacts_uri.rstrip("/")
-        }
+        roots = {str(r[0]).rstrip("/") for r in locations if r[0]}
+        foreign = [
+            r
+            for r in roots
+            if r.startswith("file:") and r.endswith("/mlruns/artifacts") and r != own
+        ]
         changed = 0
         for old in foreign:
+            n = len(old)
             for table, column in ARTIFACT_COLUMNS:
                 if table not in tables:
                     continue
+                # `old` itself, or a path below it (not a sibling that merely starts alike)
                 changed += connection.execute(
                     f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
                     f"WHERE substr({column}, 1, ?) = ? "
                     f"AND (length({column}) = ? OR substr({column}, ?, 1) = '/')",
-                    (artifacts_uri.rstrip("/"), len(old) + 1, len(old), old, len(old),
-                     len(old) + 1),
-                ).rowcount  # fmt: skip
+                    (own, n + 1, n, old, n, n + 1),
+                ).rowcount
     return changed
 
 
