@@ -23,7 +23,7 @@ test: install
 	$(PY) -m pytest $(ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
 
 bench: install
 	$(PY) scripts/bench_train.py

@@ -214,7 +214,7 @@ def bench_parallel(paths: list[Path], features: str) -> int:
 
     from ser.features import FeatureCache, extract_corpus
     from ser.features.extract import resolve_jobs
-    from ser.train import CONFIG_DIR
+    from ser.project import CONFIG_DIR
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("train", overrides=[f"features={features}", "preprocess=default"])

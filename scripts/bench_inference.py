@@ -68,7 +68,7 @@ def clips(audio_dir: Path | None, n: int, out: Path) -> tuple[list[Path], str]:
                 break
         if files:
             return files, f"first {SECONDS:g} s of {len(files)} files from {audio_dir}"
-    from ser.data.synthetic import EMOTIONS, synthesize_utterance
+    from ser.data.voice import EMOTIONS, synthesize_utterance
 
     for i in range(n):
         wave = synthesize_utterance(
@@ -94,9 +94,9 @@ def main() -> None:
 
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
+    from ser.inference.recognizer import load_recognizer
     from ser.preprocess import read_audio
     from ser.serve.export import export, onnx_session
-    from ser.serve.model import load_recognizer
 
     with tempfile.TemporaryDirectory(prefix="ser-bench-") as tmp:
         root = Path(tmp)

@@ -39,7 +39,7 @@ def make_clip(directory: Path) -> tuple[Path, str]:
         data, rate = sf.read(source, dtype="float32")
         sf.write(path, data[: int(CLIP_S * rate)], rate)
         return path, f"RAVDESS {source.name} cut to {CLIP_S:g} s ({rate} Hz)"
-    from ser.data.synthetic import synthesize_utterance
+    from ser.data.voice import synthesize_utterance
 
     wave = synthesize_utterance(0, "angry", 0, min_duration=CLIP_S, max_duration=CLIP_S)
     sf.write(path, wave, 16000)

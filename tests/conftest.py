@@ -15,7 +15,7 @@ from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
-from ser.train import CONFIG_DIR
+from ser.project import CONFIG_DIR
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # A small corpus keeps tests fast: 8 speakers x 4 emotions x 4 utterances.

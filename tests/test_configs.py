@@ -18,7 +18,8 @@ from ser.data.manifest import PROTOCOL_SETTINGS
 from ser.models.classical import ClassicalModel
 from ser.models.module import SERModule
 from ser.preprocess import Preprocessor
-from ser.train import CONFIG_DIR
+from ser.project import CONFIG_DIR
+from ser.train import build_model
 
 ComposeFn = Callable[..., DictConfig]
 
@@ -31,13 +32,64 @@ def options(group: str) -> list[str]:
     return names
 
 
+def target_name(settings: DictConfig) -> str:
+    return settings._target_.rsplit(".", 1)[-1]
+
+
+class FakeData:
+    """What build_model reads from a datamodule (sizes, labels, training statistics, the
+    training speakers), without a corpus to extract."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.extractor = instantiate(cfg.features.extractor)
+        self.feature_dim = self.extractor.dim
+        self.labels = list(cfg.dataset.labels)
+        self.num_classes = len(self.labels)
+        self.manifest = pd.DataFrame(
+            {"speaker": ["s2", "s1", "s3"], "split": ["train"] * 2 + ["test"]}
+        )
+
+    def feature_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.full((self.feature_dim,), 0.5), torch.full((self.feature_dim,), 2.0)
+
+    def class_weights(self) -> torch.Tensor:
+        return torch.linspace(0.5, 1.5, self.num_classes)
+
+
 def classical_model(cfg: DictConfig) -> ClassicalModel:
-    """The classical model a config names, instantiated as train.build_model does."""
-    settings = OmegaConf.to_container(cfg.model, resolve=True)
-    settings.pop("name")
-    model = instantiate(settings, _convert_="all")
+    """train.build_model on a classical model config: the estimator it names, as configured."""
+    model = build_model(cfg, None)  # a classical model reads nothing from the data
     assert isinstance(model, ClassicalModel)
+    settings = cfg.model.estimator
+    assert type(model.estimator).__name__ == target_name(settings)
+    params = model.estimator.get_params()
+    for key, value in settings.items():
+        if key != "_target_":
+            assert params[key] == value, key
+    assert model.functionals.stats == tuple(cfg.model.stats)
     return model
+
+
+def check_neural_model(cfg: DictConfig) -> SERModule:
+    """train.build_model on a net config: the net sized by the data, its settings and the
+    optimizer as configured, the data's statistics and speakers kept."""
+    data = FakeData(cfg)
+    module = build_model(cfg, data)
+    assert isinstance(module, SERModule)
+    assert module.class_names == data.labels
+    torch.testing.assert_close(module.class_weights, data.class_weights())
+    torch.testing.assert_close(module.feature_std, data.feature_stats()[1])
+    assert module.train_speakers == ["s1", "s2"]
+    assert module.run_config["model"]["name"] == cfg.model.name
+    assert getattr(module.net, "causal", False) == cfg.model.get("causal", False)
+    x = data.extractor(torch.randn(2, 12000))
+    logits = module(x, torch.tensor([x.shape[1], max(1, x.shape[1] // 2)]))
+    assert logits.shape == (2, data.num_classes)
+    optimizer = module.optimizer_factory(module.parameters())
+    assert type(optimizer).__name__ == target_name(cfg.model.optimizer)
+    assert optimizer.defaults["lr"] == cfg.model.optimizer.lr
+    assert optimizer.defaults["weight_decay"] == cfg.model.optimizer.weight_decay
+    return module
 
 
 def test_every_group_of_the_defaults_list_exists() -> None:
@@ -90,22 +142,11 @@ def test_features(option: str, compose: ComposeFn) -> None:
 @pytest.mark.parametrize("features", options("features"))
 @pytest.mark.parametrize("option", options("model"))
 def test_model(option: str, features: str, compose: ComposeFn) -> None:
-    cfg = compose([f"model={option}", f"features={features}"])
+    cfg = compose([f"model={option}", f"features={features}", "paths.output_dir=o"])
     if "net" not in cfg.model:  # a classical model: an sklearn estimator on functionals
-        assert hasattr(classical_model(cfg).estimator, "fit")
+        classical_model(cfg)
         return
-    extractor = instantiate(cfg.features.extractor)
-    n_classes = len(cfg.dataset.labels)
-    net = instantiate(cfg.model.net, input_dim=extractor.dim, num_classes=n_classes)
-    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    for key in ("net", "causal"):
-        model_cfg.pop(key, None)
-    module = instantiate(model_cfg, net=net, class_names=list(cfg.dataset.labels))
-    assert isinstance(module, SERModule)
-    x = extractor(torch.randn(2, 12000))
-    logits = module(x, torch.tensor([x.shape[1], max(1, x.shape[1] // 2)]))
-    assert logits.shape == (2, n_classes)
-    assert isinstance(module.configure_optimizers()["optimizer"], torch.optim.AdamW)
+    check_neural_model(cfg)
 
 
 @pytest.mark.parametrize("option", options("protocol"))
@@ -169,25 +210,32 @@ def test_logger(option: str, tmp_path: Path, compose: ComposeFn) -> None:
             run = logger.experiment.get_run(logger.run_id)
             assert run.info.artifact_uri.startswith((tmp_path / "mlruns" / "artifacts").as_uri())
         else:
-            assert instantiate(settings) is not None
+            logger = instantiate(settings)
+            assert type(logger).__name__ == target_name(settings)
+            assert logger.save_dir == cfg.paths.output_dir and logger.name == settings.name
 
 
 @pytest.mark.parametrize("option", options("callbacks"))
 def test_callbacks(option: str, compose: ComposeFn) -> None:
     cfg = compose([f"callbacks={option}", "paths.output_dir=o"])
     for settings in (cfg.callbacks or {}).values():
-        assert instantiate(settings) is not None
+        callback = instantiate(settings)
+        assert type(callback).__name__ == target_name(settings)
+        # each setting the callback keeps as an attribute is the configured one
+        for key, value in settings.items():
+            if key == "dirpath":  # Lightning keeps it absolute
+                assert Path(callback.dirpath) == Path(value).resolve()
+            elif not key.startswith("_") and hasattr(callback, key):
+                assert getattr(callback, key) == value, key
 
 
 @pytest.mark.parametrize("option", options("experiment"))
 def test_experiment(option: str, compose: ComposeFn) -> None:
-    cfg = compose([f"experiment={option}"])
-    extractor = instantiate(cfg.features.extractor)
+    cfg = compose([f"experiment={option}", "paths.output_dir=o"])
     if "net" not in cfg.model:  # a classical model
         classical_model(cfg)
         return
-    net = instantiate(cfg.model.net, input_dim=extractor.dim, num_classes=len(cfg.dataset.labels))
-    assert isinstance(net, torch.nn.Module)
+    check_neural_model(cfg)
 
 
 @pytest.mark.parametrize("option", options("debug"))
@@ -210,7 +258,24 @@ def test_hparams_search(option: str, compose: ComposeFn) -> None:
         if (CONF / key).is_dir():  # a config group: every choice must be one of its options
             choices = space.removeprefix("choice(").removesuffix(")").split(",")
             assert {c.strip() for c in choices} <= set(options(key)), space
-    assert instantiate(sweeper.sampler) is not None
+    # the configured sampler, seeded: two of them suggest the same first trials
+    sampler = instantiate(sweeper.sampler)
+    assert type(sampler).__name__ == target_name(sweeper.sampler)
+    first = [suggest(instantiate(sweeper.sampler)) for _ in range(2)]
+    assert first[0] == first[1]
+
+
+def suggest(sampler: object, trials: int = 3) -> list[float]:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=sampler, direction="maximize")
+    values = []
+    for _ in range(trials):
+        trial = study.ask()
+        values.append(trial.suggest_float("x", 0.0, 1.0))
+        study.tell(trial, values[-1])
+    return values
 
 
 def test_paths_and_hydra_dirs(compose: ComposeFn) -> None:

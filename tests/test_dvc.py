@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
 from ser.data.splits import check_speaker_independent
 
@@ -44,9 +45,12 @@ def test_dvc_repro_end_to_end_and_idempotent(
     check_speaker_independent(manifest)
     metrics = json.loads((project / "reports/metrics.json").read_text())
     assert set(metrics) == {"test/uar", "test/wa", "test/f1"}
-    assert all(0.0 <= v <= 1.0 for v in metrics.values())
     predictions = pd.read_csv(project / "reports/predictions.csv")
     assert len(predictions) == (manifest["split"] == "test").sum()
+    # the evaluate stage's scores are those of its predictions
+    actual, predicted = predictions["actual"], predictions["predicted"]
+    assert metrics["test/uar"] == pytest.approx(balanced_accuracy_score(actual, predicted))
+    assert metrics["test/wa"] == pytest.approx(accuracy_score(actual, predicted))
     assert (project / "models/model.ckpt").is_file()
     shown = cli([dvc, "metrics", "show", "--json"], cwd=project, env=env)
     assert "test/uar" in shown.stdout

@@ -1,5 +1,5 @@
 """A user's own corpus: the README's commands run as written on a generated corpus, and the
-label mistakes a newcomer makes, each one error line through the real CLI."""
+label mistakes a newcomer makes, each one error line from the training entry point."""
 
 from __future__ import annotations
 
@@ -77,20 +77,14 @@ def test_readme_own_corpus_commands_run_as_written(dataset: str, own_corpus: Pat
     assert run.data.metrics["data/train_utterances"] > 0
 
 
-def folder_args(root: Path, *overrides: str) -> list[str]:
-    return [
-        sys.executable,
-        str(REPO_ROOT / "train.py"),
-        "dataset=folder",
-        "dataset.loader.root=my_audio",
-        'dataset.loader.speaker_pattern="^(\\w+?)_"',
-        f"paths.root_dir={root}",
-        "callbacks.progress_bar=null",
-        *overrides,
-    ]
+# The README's folder corpus, its root relative to the working directory.
+FOLDER = [
+    "dataset=folder",
+    "dataset.loader.root=my_audio",
+    'dataset.loader.speaker_pattern="^(\\w+?)_"',
+]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("overrides", "named"),
     [
@@ -103,11 +97,20 @@ def folder_args(root: Path, *overrides: str) -> list[str]:
     ],
 )
 def test_folder_labels_mistakes_are_one_line_naming_the_corpus_labels(
-    own_corpus: Path, cli, overrides: list[str], named: str
+    own_corpus: Path,
+    make_cfg,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    overrides: list[str],
+    named: str,
 ) -> None:
-    result = cli(folder_args(own_corpus, *overrides), cwd=own_corpus)
-    assert result.returncode == 2
-    (line,) = [x for x in result.stderr.splitlines() if x.strip()]
+    from ser.train import main
+
+    monkeypatch.chdir(own_corpus)
+    with pytest.raises(SystemExit) as exit_info:
+        main(make_cfg([*FOLDER, *overrides]))
+    assert exit_info.value.code == 2
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
     assert line.startswith("error: ") and named in line
 
 

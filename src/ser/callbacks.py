@@ -1,7 +1,10 @@
-"""Lightning callbacks of the `callbacks` config group that Lightning does not ship as wanted."""
+"""What Lightning shows: the callbacks of the `callbacks` config group that Lightning does not
+ship as wanted, and the messages a user cannot act on, silenced."""
 
 from __future__ import annotations
 
+import logging
+import warnings
 from typing import Any
 
 import pytorch_lightning as pl
@@ -39,3 +42,22 @@ class CompactProgressBar(RichProgressBar):
         metrics = super().get_metrics(trainer, pl_module)
         metrics.pop("v_num", None)
         return metrics
+
+
+class _NoTips(logging.Filter):
+    """Drops Lightning's advertisements ("💡 Tip: ... try installing litlogger")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+_NO_TIPS = _NoTips()
+
+
+def quiet_lightning() -> None:
+    """Silence what a user cannot act on: Lightning's tips, and the FutureWarning that
+    Lightning's own pytree helper raises against this torch (`isinstance(treespec, LeafSpec)`).
+    Lightning's model summary is off in conf/trainer (its FLOPs column reads 0 without an
+    example input); train() prints the parameter count instead."""
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_NO_TIPS)  # once
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")

@@ -6,13 +6,19 @@ whose values a user types."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
 from ser.errors import SerError
 
 _ABSENT = object()
+
+
+def to_dict(node: Any) -> dict[str, Any]:
+    """`OmegaConf.to_container(node, resolve=True)` of a mapping node (a DictConfig), typed as
+    the plain dict it returns for one."""
+    return cast(dict[str, Any], OmegaConf.to_container(node, resolve=True))
 
 
 def _whole(value: Any) -> bool:

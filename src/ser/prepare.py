@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 
 from ser.data.manifest import build_manifest, write_manifest
 from ser.errors import exit_on_user_error
-from ser.train import CONFIG_DIR
+from ser.project import CONFIG_DIR
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="prepare")

@@ -10,78 +10,49 @@ from __future__ import annotations
 import copy
 import logging
 import shutil
-import signal
-import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import hydra
 import joblib
+import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
-from pytorch_lightning.utilities.exceptions import SIGTERMException
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from ser.atomic import atomic_write
-from ser.augment import build as build_augmentation
-from ser.config import check_training_config
-from ser.data.datamodule import SERDataModule
-from ser.data.manifest import load_folds, load_manifest
-from ser.data.splits import speakers_in, validates_on_training_speakers
+from ser.callbacks import quiet_lightning
+from ser.config import check_training_config, to_dict
+from ser.data.datamodule import SERDataModule, build_datamodule
+from ser.data.manifest import load_folds
+from ser.data.splits import speakers_in
 from ser.errors import SerError, exit_on_user_error
-from ser.evaluate import plot_learning_curves, write_evaluation
+from ser.evaluate import plot_learning_curves, scores, write_evaluation
 from ser.models.classical import ClassicalModel
 from ser.models.module import SERModule
-from ser.tracking import finish_run, git_commit, mlflow_logger, run_summary
+from ser.project import CONFIG_DIR
+from ser.tracking import logger_tracking_uri, mlflow_logger, run_status, run_summary
+from ser.tracking.registry import register_model
+from ser.tracking.runs import logger_settings, run_tags
 
 log = logging.getLogger(__name__)
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
-
-def build_datamodule(
-    cfg: DictConfig, frontend: DictConfig | None = None, manifest: pd.DataFrame | None = None
-) -> SERDataModule:
-    """The manifest, preprocessing, augmentation and feature extractor named by the config.
-
-    `frontend` is the config whose preprocess and features are used instead (a checkpoint's,
-    so that evaluation computes exactly the features the model was trained on). `manifest`
-    (one cross-validation fold) replaces the config's own.
-    """
-    frontend = cfg if frontend is None else frontend
-    waveform_augment, spec_augment = build_augmentation(cfg.augmentation)
-    return SERDataModule(
-        manifest=load_manifest(cfg) if manifest is None else manifest,
-        labels=list(cfg.dataset.labels),
-        speaker_independent=cfg.protocol.get("speaker_independent", True),
-        speaker_norm=cfg.features.get("speaker_norm", False),
-        preprocessor=instantiate(frontend.preprocess),
-        extractor=instantiate(frontend.features.extractor),
-        extractor_config=OmegaConf.to_container(frontend.features.extractor, resolve=True),
-        cache_dir=cfg.paths.feature_cache_dir,
-        augment=waveform_augment,
-        spec_augment=spec_augment,
-        batch_size=cfg.data.batch_size,
-        num_workers=cfg.data.num_workers,
-        window_s=cfg.data.get("window_s"),
-        window_hop_s=cfg.data.get("window_hop_s"),
-        random_crop_s=cfg.data.get("random_crop_s"),
-        speed_copies=list((cfg.augmentation or {}).get("speed_copies") or []),
-        val_from_train=validates_on_training_speakers(cfg.protocol),
-        feature_jobs=cfg.features.get("n_jobs", -1),
-    )
+def _global_rank() -> int:
+    """This process's rank under DDP (0 otherwise), as Lightning sets it on `rank_zero_only`."""
+    # An attribute Lightning adds at runtime; the function's (overloaded) type does not declare it.
+    return rank_zero_only.rank  # type: ignore[attr-defined]
 
 
 def build_model(cfg: DictConfig, datamodule: SERDataModule) -> SERModule | ClassicalModel:
     """Instantiate the net with sizes from the data and inject it into the LightningModule;
     a classical model config (no `net`) is instantiated as it is."""
     if "net" not in cfg.model:
-        settings = OmegaConf.to_container(cfg.model, resolve=True)
+        settings = to_dict(cfg.model)
         settings.pop("name")
         return instantiate(settings, _convert_="all")
     net = instantiate(
@@ -93,7 +64,7 @@ def build_model(cfg: DictConfig, datamodule: SERDataModule) -> SERModule | Class
     mean, std = datamodule.feature_stats()
     # `causal` is a net setting, lifted to the model group so that `model.causal=true` works.
     # Resolved first: a scheduler may interpolate other model keys (e.g. max_lr from lr).
-    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    model_cfg = to_dict(cfg.model)
     for key in ("net", "causal"):
         model_cfg.pop(key, None)
     model = instantiate(
@@ -105,7 +76,7 @@ def build_model(cfg: DictConfig, datamodule: SERDataModule) -> SERModule | Class
         feature_mean=mean,
         feature_std=std,
     )
-    model.run_config = OmegaConf.to_container(cfg, resolve=True)
+    model.run_config = to_dict(cfg)
     model.train_speakers = speakers_in(datamodule.manifest, "train")
     return model
 
@@ -118,14 +89,20 @@ def _fit_and_test_classical(
     artifacts: Path,
 ) -> dict[str, float]:
     model.fit(datamodule)
-    val, _ = model.evaluate(datamodule, "val")
+
+    def evaluate(split: str) -> tuple[dict[str, float], np.ndarray]:
+        preds = model.predict(datamodule, split)
+        metrics = scores(datamodule.targets(split), preds)
+        return metrics | model.cluster_scores(datamodule, split), preds
+
+    val, _ = evaluate("val")
     metrics = {f"val/{k}": v for k, v in val.items()} | {"val/uar_best": val["uar"]}
     if cfg.get("test"):
-        test, preds = model.evaluate(datamodule, "test")
+        test, preds = evaluate("test")
         metrics |= {f"test/{k}": v for k, v in test.items()}
         write_evaluation(
             datamodule.targets("test"),
-            preds,
+            preds.tolist(),
             datamodule.labels,
             artifacts,
             datamodule.split_utterances("test"),
@@ -136,74 +113,6 @@ def _fit_and_test_classical(
     for logger in loggers:
         logger.log_metrics(metrics)
     return metrics
-
-
-def _sweep_tags() -> dict[str, str]:
-    if not HydraConfig.initialized():
-        return {}
-    hydra_cfg = HydraConfig.get()
-    if hydra_cfg.mode != RunMode.MULTIRUN:
-        return {}
-    return {"sweep_id": Path(hydra_cfg.sweep.dir).name, "sweep_job": str(hydra_cfg.job.num)}
-
-
-def _run_tags(cfg: DictConfig) -> dict[str, str]:
-    tags = {
-        "git_commit": git_commit(Path(__file__).parent),  # the code that ran
-        "dataset": cfg.dataset.name,
-        "model": cfg.model.name,
-        "features": cfg.features.name,
-        "protocol": cfg.protocol.name,
-        "speaker_independent": str(cfg.protocol.get("speaker_independent", True)).lower(),
-        "speaker_norm": str(cfg.features.get("speaker_norm", False)).lower(),
-        # Validation on utterances of the training speakers: the test is still on unseen
-        # speakers, but the checkpoint was chosen on seen ones.
-        "model_selection": (
-            "speaker_dependent"
-            if validates_on_training_speakers(cfg.protocol)
-            or not cfg.protocol.get("speaker_independent", True)
-            else "speaker_independent"
-        ),
-        **_sweep_tags(),
-    }
-    tags.update({f"tag.{t}": "true" for t in cfg.get("tags") or []})
-    return tags
-
-
-def _mlflow_settings(cfg: DictConfig) -> dict[str, Any]:
-    """The logger.mlflow config, resolved; speaker-normalised runs say so in their name."""
-    settings = OmegaConf.to_container(cfg.logger.mlflow, resolve=True)
-    if cfg.features.get("speaker_norm"):
-        settings["run_name"] = f"{settings.get('run_name')}-speaker_norm"
-    return settings
-
-
-class _NoTips(logging.Filter):
-    """Drops Lightning's advertisements ("💡 Tip: ... try installing litlogger")."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("💡 Tip")
-
-
-_NO_TIPS = _NoTips()
-
-
-def quiet_lightning() -> None:
-    """Silence what a user cannot act on: Lightning's tips, and the FutureWarning that
-    Lightning's own pytree helper raises against this torch (`isinstance(treespec, LeafSpec)`).
-    Lightning's model summary is off in conf/trainer (its FLOPs column reads 0 without an
-    example input); train() prints the parameter count instead."""
-    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_NO_TIPS)  # once
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-
-
-def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
-    # While a Trainer runs, its own SIGTERM handler (which calls this one after it) has noted the
-    # signal, and its loops stop at the next batch with SIGTERMException, a SystemExit. Raising
-    # here as well would interrupt at any line, even inside an MLflow write, and lose the status.
-    if signal.getsignal(signal.SIGTERM) is not _raise_keyboard_interrupt:
-        return
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def train(
@@ -230,8 +139,8 @@ def train(
     mlflow = None
     for name, settings in (cfg.get("logger") or {}).items():
         if name == "mlflow":
-            settings = _mlflow_settings(cfg)
-            tags = _run_tags(cfg)
+            settings = logger_settings(cfg)
+            tags = run_tags(cfg)
             if parent_run_id is not None:
                 settings["run_name"] = f"{settings.get('run_name')}-fold{fold}"
                 tags |= {"mlflow.parentRunId": parent_run_id, "fold": str(fold)}
@@ -239,27 +148,14 @@ def train(
             loggers.append(mlflow)
         else:
             loggers.append(instantiate(settings))
-    # SIGTERM (e.g. from a cluster scheduler) ends the run as KILLED instead of RUNNING forever.
-    previous_handler = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     # Under DDP every process runs this function; only rank 0 (the MLflow run's owner; other
-    # ranks hold Lightning's dummy logger) reports and writes artifacts.
-    main_process = rank_zero_only.rank == 0
-    try:
+    # ranks hold Lightning's dummy logger) marks the run, reports and writes artifacts.
+    main_process = _global_rank() == 0
+    with run_status(mlflow, owner=main_process):
         metrics = _fit_and_test(cfg, datamodule, loggers, mlflow, artifacts)
-    except BaseException as error:
-        if mlflow is not None and main_process:
-            status = finish_run(mlflow, error)
-            log.error("MLflow run %s marked %s", mlflow.run_id, status)
-        if isinstance(error, SIGTERMException):
-            # It carries no exit code; exit as a process killed by SIGTERM does.
-            raise SystemExit(128 + signal.SIGTERM) from error
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, previous_handler)
     if not main_process:
         return metrics
     if mlflow is not None:
-        finish_run(mlflow, None)
         print(f"\n{run_summary(mlflow)}")
     if datamodule.skipped:
         print(
@@ -280,7 +176,7 @@ def _fit_and_test(
     artifacts: Path,
 ) -> dict[str, float]:
     for logger in loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        logger.log_hyperparams(to_dict(cfg))
     datamodule.prepare()
     if mlflow is not None:
         client, run_id = mlflow.experiment, mlflow.run_id
@@ -288,7 +184,7 @@ def _fit_and_test(
         client.log_metric(run_id, "data/skipped_files", len(datamodule.skipped))
         for split in ("train", "val", "test"):
             client.log_metric(run_id, f"data/{split}_utterances", datamodule.split_size(split))
-    if datamodule.skipped and rank_zero_only.rank == 0:
+    if datamodule.skipped and _global_rank() == 0:
         lines = [f"{path}\t{reason}" for path, reason in datamodule.skipped.items()]
         with atomic_write(artifacts / "skipped_files.tsv") as tmp:
             tmp.write_text("\n".join(lines) + "\n")
@@ -300,7 +196,7 @@ def _fit_and_test(
         if mlflow is not None:
             mlflow.experiment.log_artifacts(mlflow.run_id, str(artifacts))
         return metrics
-    if rank_zero_only.rank == 0:
+    if _global_rank() == 0:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         print(f"{type(model.net).__name__}: {trainable:,} trainable parameters")
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
@@ -310,10 +206,12 @@ def _fit_and_test(
     trainer.fit(model=model, datamodule=datamodule)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    checkpoint = trainer.checkpoint_callback
+    # Typed as Lightning's Checkpoint base; the callbacks configs add a ModelCheckpoint.
+    best = cast(ModelCheckpoint, checkpoint).best_model_path if checkpoint else ""
     if cfg.get("test"):
         # Under DDP each process tests a shard; the metrics and predictions are the whole set's.
-        trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None)
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     if not trainer.is_global_zero:
         return metrics
@@ -337,12 +235,10 @@ def _fit_and_test(
         if best:
             mlflow.experiment.log_artifact(mlflow.run_id, best, "checkpoints")
         if best and cfg.get("register_model"):
-            from ser.serve.registry import register_model
-
             version = register_model(
                 mlflow.run_id,
                 cfg.register_model,
-                tracking_uri=mlflow._tracking_uri,
+                tracking_uri=logger_tracking_uri(mlflow),
                 checkpoint=best,
             )
             print(f"Registered models:/{cfg.register_model}/{version} (alias champion)")
@@ -374,11 +270,11 @@ def cross_validate(cfg: DictConfig, folds: list[pd.DataFrame]) -> dict[str, floa
     artifacts.mkdir(parents=True, exist_ok=True)
     parent = None
     if (cfg.get("logger") or {}).get("mlflow") is not None:
-        settings = _mlflow_settings(cfg)
-        tags = _run_tags(cfg) | {"folds": str(len(folds))}
+        settings = logger_settings(cfg)
+        tags = run_tags(cfg) | {"folds": str(len(folds))}
         parent = mlflow_logger(settings, cfg.paths.mlruns_dir, tags)
-        parent.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    try:
+        parent.log_hyperparams(to_dict(cfg))
+    with run_status(parent, owner=_global_rank() == 0):
         rows = []
         for k, manifest in enumerate(folds):
             fold_cfg = copy.deepcopy(cfg)  # each fold gets its own config; cfg stays as it was
@@ -394,7 +290,7 @@ def cross_validate(cfg: DictConfig, folds: list[pd.DataFrame]) -> dict[str, floa
         table = pd.DataFrame(rows)
         summary = {m: float(table[m].mean()) for m in CV_METRICS}
         summary |= {f"{m}_std": float(table[m].std(ddof=0)) for m in CV_METRICS}
-        if rank_zero_only.rank != 0:  # under DDP, rank 0 alone writes the summary
+        if _global_rank() != 0:  # under DDP, rank 0 alone writes the summary
             return summary
         with atomic_write(artifacts / "folds.csv") as tmp:
             table.to_csv(tmp, index=False)
@@ -430,12 +326,7 @@ def cross_validate(cfg: DictConfig, folds: list[pd.DataFrame]) -> dict[str, floa
                 client.log_metric(parent.run_id, f"{metric}_mean", summary[metric])
                 client.log_metric(parent.run_id, f"{metric}_std", summary[f"{metric}_std"])
             client.log_artifacts(parent.run_id, str(artifacts))
-    except BaseException as error:
-        if parent is not None:
-            finish_run(parent, error)
-        raise
     if parent is not None:
-        finish_run(parent, None)
         print(f"\n{run_summary(parent)}")
     return summary
 

@@ -18,10 +18,10 @@ from pytorch_lightning import seed_everything
 from torch.utils.data import DataLoader, Dataset
 
 from ser.augment import SpecAugment, build
-from ser.data.synthetic import synthesize_utterance
+from ser.data.voice import synthesize_utterance
 from ser.errors import SerError
 from ser.features.spectral import MFCC, LogMel
-from ser.train import CONFIG_DIR
+from ser.project import CONFIG_DIR
 
 SR = 16000
 PRESETS = Path(CONFIG_DIR) / "augmentation"

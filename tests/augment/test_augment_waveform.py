@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from ser.augment import Compose, SpeedChange, background_noise
 from ser.errors import SerError
-from ser.train import CONFIG_DIR
+from ser.project import CONFIG_DIR
 
 SR = 16000
 F0 = 160.0

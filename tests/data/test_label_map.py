@@ -9,7 +9,7 @@ import pytest
 from omegaconf import DictConfig
 
 from ser.data.manifest import build_folds, build_manifest
-from ser.train import CONFIG_DIR
+from ser.project import CONFIG_DIR
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Tests of the procedurally generated emotional-speech corpus."""
+"""Tests of the procedurally generated emotional-speech corpus (files, markers, index)."""
 
 from __future__ import annotations
 
@@ -16,13 +16,8 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from ser.data.synthetic import (
-    COMPLETE_MARKER,
-    EMOTIONS,
-    ensure_corpus,
-    index_corpus,
-    synthesize_utterance,
-)
+from ser.data.synthetic import COMPLETE_MARKER, ensure_corpus, index_corpus
+from ser.data.voice import EMOTIONS, synthesize_utterance
 
 SR = 16000
 SMALL = {"n_speakers": 2, "utterances_per_emotion": 2}
@@ -101,19 +96,6 @@ def test_audio_does_not_depend_on_corpus_size_or_order(tmp_path: Path) -> None:
     stored, sr = sf.read(large_dir / "spk02" / "spk02_sad_001.wav")
     assert sr == SR
     np.testing.assert_allclose(stored, wave, atol=1.0 / 32767)
-
-
-def test_synthesize_utterance_contract() -> None:
-    wave = synthesize_utterance(1, "angry", 0, sample_rate=SR, min_duration=0.6, max_duration=0.9)
-    assert wave.dtype == np.float32 and wave.ndim == 1
-    assert 0.6 * SR <= len(wave) <= 0.9 * SR
-    assert 0.0 < np.abs(wave).max() < 1.0
-    np.testing.assert_array_equal(wave, synthesize_utterance(1, "angry", 0, 16000, 0, 8, 0.6, 0.9))
-    assert not np.array_equal(wave, synthesize_utterance(1, "angry", 1, 16000, 0, 8, 0.6, 0.9))
-    with pytest.raises(ValueError, match="emotion"):
-        synthesize_utterance(0, "bored", 0)
-    with pytest.raises(ValueError, match="speaker"):
-        synthesize_utterance(8, "sad", 0, n_speakers=8)
 
 
 def test_layout_format_and_levels(default_corpus: tuple[Path, float]) -> None:

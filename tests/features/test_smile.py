@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ser.data.synthetic import synthesize_utterance
+from ser.data.voice import synthesize_utterance
 from ser.errors import SerError
 
 pytest.importorskip("opensmile", reason="openSMILE is an optional extra (.[opensmile])")

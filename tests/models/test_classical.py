@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
+from sklearn.metrics import accuracy_score, adjusted_rand_score, balanced_accuracy_score
 
 from ser.models.classical import cluster_purity, hungarian_mapping
 from ser.train import train
@@ -33,23 +34,28 @@ def test_classical_model_trains_and_is_tracked(
     make_cfg: Callable[..., DictConfig], tmp_path: Path, model: str
 ) -> None:
     metrics = train(make_cfg([f"model={model}"]))
-    assert 0.0 <= metrics["test/uar"] <= 1.0
     client = MlflowClient(f"sqlite:///{tmp_path.resolve()}/mlruns/mlflow.db")
     (run,) = client.search_runs([client.get_experiment_by_name("ser-synthetic").experiment_id])
     assert run.info.status == "FINISHED"
     assert run.data.metrics["test/uar"] == pytest.approx(metrics["test/uar"])
+    local = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / "dl")))
+    predictions = pd.read_csv(local / "predictions.csv")
+    # the scores are those of the predictions it wrote
+    actual, predicted = predictions["actual"], predictions["predicted"]
+    assert metrics["test/uar"] == pytest.approx(balanced_accuracy_score(actual, predicted))
+    assert metrics["test/wa"] == pytest.approx(accuracy_score(actual, predicted))
     if model == "kmeans":
-        assert 0.0 <= run.data.metrics["test/purity"] <= 1.0
-        assert -1.0 <= run.data.metrics["test/ari"] <= 1.0
+        # each cluster is matched to one label: purity and ARI are those of the mapped labels
+        majority = pd.crosstab(predicted, actual).max(axis=1).sum()
+        assert run.data.metrics["test/purity"] == pytest.approx(majority / len(predictions))
+        assert run.data.metrics["test/ari"] == pytest.approx(adjusted_rand_score(actual, predicted))
     else:
         assert metrics["test/uar"] > 0.4  # well above chance (0.25) on the synthetic corpus
-    local = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / "dl")))
     pipeline = joblib.load(local / "model.joblib")
     assert type(pipeline[0]).__name__ == "StandardScaler"
     # the scaler saw the training speakers' utterances and nothing else
     assert pipeline[0].n_samples_seen_ == run.data.metrics["data/train_utterances"]
     assert (local / "confusion_matrix.png").exists()
-    predictions = pd.read_csv(local / "predictions.csv")
     assert len(predictions) == run.data.metrics["data/test_utterances"]
     assert predictions.path.map(lambda p: Path(p).is_file()).all()
     has_posteriors = model in ("knn", "logreg", "random_forest")  # SVC and k-means give none

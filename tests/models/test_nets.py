@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ser.models.nets import CNN, CNNLSTM, LSTM, MLP
+from ser.models.nets import CNN, CNNLSTM, LSTM, MLP, CausalCNNLSTM, CausalLSTM
 from ser.models.nets.layers import MaskedLSTM, reverse_padded
 
 NETS = {
@@ -13,6 +13,8 @@ NETS = {
     "cnn": lambda d, c: CNN(d, c, channels=[4, 8]),
     "lstm": lambda d, c: LSTM(d, c, hidden_size=16, num_layers=2),
     "cnn_lstm": lambda d, c: CNNLSTM(d, c, channels=[4, 8], hidden_size=16),
+    "causal_lstm": lambda d, c: CausalLSTM(d, c, hidden_size=16, num_layers=2),
+    "causal_cnn_lstm": lambda d, c: CausalCNNLSTM(d, c, channels=[4, 8], hidden_size=16),
 }
 
 

@@ -13,9 +13,9 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ser.data.synthetic import synthesize_utterance
+from ser.data.voice import synthesize_utterance
 from ser.preprocess import Denoise, Preprocessor, Trim
-from ser.train import CONFIG_DIR
+from ser.project import CONFIG_DIR
 
 ComposeFn = Callable[..., DictConfig]
 OPTIONS = sorted(p.stem for p in (Path(CONFIG_DIR) / "preprocess").glob("*.yaml"))

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from ser.data.synthetic import synthesize_utterance
+from ser.data.voice import synthesize_utterance
 from ser.errors import AudioError
 from ser.preprocess import Preprocessor, Trim, silero_model
 from ser.preprocess.trim import energy_bounds

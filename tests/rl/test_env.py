@@ -11,17 +11,17 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
-from ser.rl.env import TERMINATE, WAIT, LabelEnv, ObservationSpec, Reward, StreamingEmotionEnv
+from ser.inference.early import TERMINATE, WAIT, ObservationSpec, policy_decisions
+from ser.inference.streaming import UtteranceStream
+from ser.rl.env import LabelEnv, Reward, StreamingEmotionEnv
 from ser.rl.evaluate import (
     baseline_table,
     confidence_decisions,
     falling_threshold_decisions,
     fit_falling_thresholds,
     fraction_decisions,
-    policy_decisions,
     settled_decisions,
 )
-from ser.rl.streams import UtteranceStream
 from ser.rl.train import reward_targets
 
 

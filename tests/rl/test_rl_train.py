@@ -1,5 +1,6 @@
-"""The real `python -m ser.rl.train` command line: Emo-RL and the label DQN, logged to MLflow;
-and the clear errors for unusable classifiers and audio."""
+"""`python -m ser.rl.train`: Emo-RL and the label DQN, logged to MLflow; and the clear errors
+for unusable classifiers and audio. The real command runs once (Emo-RL end to end); the other
+set-ups and the errors run in process, through the entry point's main(cfg)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,17 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
 from ser.data.manifest import load_folds
 from ser.errors import AudioError, SerError
-from ser.rl.streams import check_streaming, stream_wave
+from ser.inference.recognizer import load_recognizer
+from ser.inference.streaming import check_streaming, stream_wave
 from ser.rl.train import check_unseen_speakers
-from ser.serve.model import load_recognizer
+from ser.rl.train import main as rl_main
+from ser.serve import stream
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +45,7 @@ def rl_run(tmp_path: Path):
 
 
 def test_emorl_cli_trains_evaluates_and_logs(
-    cli, repo_root, tmp_path, data_dir, small_corpus, causal_run, trained_run
+    cli, repo_root, tmp_path, data_dir, small_corpus, causal_run, trained_run, capsys
 ) -> None:
     result = cli(
         rl_args(
@@ -62,43 +66,44 @@ def test_emorl_cli_trains_evaluates_and_logs(
     metrics = run.data.metrics
     for key in ("test/agent_uar", "test/full_uar", "test/agent_fraction", "test/agent_seconds"):
         assert key in metrics
-    assert 0.0 < metrics["test/agent_fraction"] <= 1.0
     # SB3's own metrics reach the same run, per lambda
     assert client.get_metric_history(run.info.run_id, "lambda0.01/train/loss")
     assert client.get_metric_history(run.info.run_id, "lambda0.1/rollout/exploration_rate")
     local = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / "dl")))
     assert (local / "policy_lambda0.01.zip").is_file()
     assert (local / "accuracy_vs_audio.png").read_bytes()[:4] == b"\x89PNG"
-    table = (local / "decisions.csv").read_text()
-    assert 0.0 < metrics["test/settled_fraction"] <= 1.0
-    assert {"full", "fixed", "confidence", "fitted", "settled", "agent"} <= {
-        line.split(",")[0] for line in table.splitlines()[1:]
-    }
+    table = pd.read_csv(local / "decisions.csv")
+    assert {"full", "fixed", "confidence", "fitted", "settled", "agent"} <= set(table.strategy)
+    rows = {(r.strategy, r.setting): r for r in table.itertuples()}
+    # the whole utterance hears all of it; the logged metrics are the table's rows
+    full = rows["full", 1.0]
+    assert full.fraction_mean == 1.0 and metrics["test/full_uar"] == pytest.approx(full.uar)
+    agent = rows["agent", 0.01]
+    assert metrics["test/agent_uar"] == pytest.approx(agent.uar)
+    assert metrics["test/agent_fraction"] == pytest.approx(agent.fraction_mean)
+    assert 0.0 < agent.fraction_mean <= 1.0
+    # the settled oracle stops once the prediction is the final one: the full UAR, earlier
+    settled = rows["settled", 1.0]
+    assert settled.uar == pytest.approx(full.uar)
+    assert metrics["test/settled_fraction"] == pytest.approx(settled.fraction_mean)
+    assert 0.0 < settled.fraction_mean <= 1.0
     # fitted to hear <= 80 % of the agent's episodes; on the test speakers it may hear more
-    assert 0.0 < metrics["test/fitted_fraction_budget0.8"] <= 1.0
+    fitted = rows["fitted", 0.8]
+    assert metrics["test/fitted_fraction_budget0.8"] == pytest.approx(fitted.fraction_mean)
+    assert 0.0 < fitted.fraction_mean <= 1.0
     assert json.loads((local / "metrics.json").read_text())["test/agent_uar"] == pytest.approx(
         metrics["test/agent_uar"]
     )
 
-    # the saved policy makes an early decision on a file through ser-stream
+    # the saved policy makes an early decision on a file through ser-stream (in process: its
+    # real command runs in tests/serve/test_stream.py)
     wav = next((data_dir / "synthetic").rglob("*.wav"))
-    stream = cli(
-        [
-            sys.executable,
-            "-m",
-            "ser.serve.stream",
-            str(wav),
-            "--model",
-            str(causal_run.checkpoint),
-            "--policy",
-            str(local / "policy_lambda0.1.zip"),
-            "--out",
-            str(tmp_path / "stream"),
-        ],
-        cwd=repo_root,
-    )
-    assert stream.returncode == 0, stream.stderr[-2000:]
-    (line,) = [x for x in stream.stdout.splitlines() if x.startswith("early decision (Emo-RL)")]
+    model, policy = str(causal_run.checkpoint), str(local / "policy_lambda0.1.zip")
+    capsys.readouterr()
+    stream.main([str(wav), "--model", model, "--policy", policy, "--out", str(tmp_path / "s")])
+    (line,) = [
+        x for x in capsys.readouterr().out.splitlines() if x.startswith("early decision (Emo-RL)")
+    ]
     assert "s of speech" in line
 
     # a non-causal model or a missing policy: one line, before any timeline is computed
@@ -107,17 +112,19 @@ def test_emorl_cli_trains_evaluates_and_logs(
         (causal_run.checkpoint, tmp_path / "nope.zip", "policy"),
     ]:
         out = tmp_path / f"refused_{named[:6]}"
-        args = [sys.executable, "-m", "ser.serve.stream", str(wav), "--model", str(model),
-                "--policy", str(policy), "--out", str(out)]  # fmt: skip
-        refused = cli(args, cwd=repo_root)
-        assert refused.returncode == 2
-        (line,) = [x for x in refused.stderr.splitlines() if x.strip()]
+        with pytest.raises(SystemExit) as refused:
+            stream.main(
+                [str(wav), "--model", str(model), "--policy", str(policy), "--out", str(out)]
+            )
+        assert refused.value.code == 2
+        stdout, stderr = capsys.readouterr()
+        (line,) = [x for x in stderr.splitlines() if x.strip()]
         assert line.startswith("error: ") and named in line
-        assert "overall:" not in refused.stdout and not out.exists()
+        assert "overall:" not in stdout and not out.exists()
 
 
 def test_crossfit_agent_learns_from_every_non_test_speaker(
-    cli, repo_root, tmp_path, data_dir, small_corpus, compose
+    make_cfg, tmp_path, data_dir, small_corpus, compose
 ) -> None:
     overrides = [
         "rl.agent_split=crossfit",
@@ -128,8 +135,7 @@ def test_crossfit_agent_learns_from_every_non_test_speaker(
         "rl.algorithm.learning_starts=100",
         "rl.wait_costs=[0.1]",
     ]
-    result = cli(rl_args(tmp_path, data_dir, small_corpus, *overrides), cwd=repo_root)
-    assert result.returncode == 0, result.stderr[-3000:]
+    rl_main(make_cfg(overrides, config_name="rl_train"))
     _, run = rl_run(tmp_path)
     cfg = compose([f"paths.data_dir={data_dir}", *small_corpus], config_name="rl_train")
     manifest = load_folds(cfg)[0]
@@ -159,34 +165,34 @@ def test_crossfit_agent_learns_from_every_non_test_speaker(
     ],
 )
 def test_bad_agent_split_fold_or_target_is_one_clear_error(
-    cli, repo_root, tmp_path, data_dir, overrides, named
+    make_cfg, tmp_path, capsys, overrides, named
 ) -> None:
-    result = cli(rl_args(tmp_path, data_dir, [], *overrides), cwd=repo_root)
-    assert result.returncode == 2
-    (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
-    assert named in line
+    with pytest.raises(SystemExit) as exit_info:
+        rl_main(make_cfg(overrides, config_name="rl_train"))
+    assert exit_info.value.code == 2
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert line.startswith("error: ") and named in line
     assert not (tmp_path / "mlruns" / "mlflow.db").exists()
 
 
-def test_label_dqn_cli_reports_against_the_supervised_model(
-    cli, repo_root, tmp_path, data_dir, small_corpus, causal_run
+def test_label_dqn_reports_against_the_supervised_model(
+    make_cfg, tmp_path, causal_run, capsys
 ) -> None:
-    result = cli(
-        rl_args(
-            tmp_path,
-            data_dir,
-            small_corpus,
-            "rl=label_dqn",
-            f"rl.classifier={causal_run.checkpoint}",
-            "rl.total_timesteps=1000",
-            "rl.algorithm.learning_starts=100",
-        ),
-        cwd=repo_root,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "vs the supervised classifier" in result.stdout
+    overrides = [
+        "rl=label_dqn",
+        f"rl.classifier={causal_run.checkpoint}",
+        "rl.total_timesteps=1000",
+        "rl.algorithm.learning_starts=100",
+    ]
+    agent_uar = rl_main(make_cfg(overrides, config_name="rl_train"))
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if "vs the supervised" in x]
     _, run = rl_run(tmp_path)
-    assert {"test/agent_uar", "test/full_uar"} <= set(run.data.metrics)
+    metrics = run.data.metrics
+    assert agent_uar == pytest.approx(metrics["test/agent_uar"])
+    assert line == (
+        f"label DQN UAR {metrics['test/agent_uar']:.3f} vs the supervised classifier "
+        f"{metrics['test/full_uar']:.3f} on the same test speakers"
+    )
 
 
 def test_non_causal_classifier_is_refused(trained_run) -> None:
@@ -194,22 +200,15 @@ def test_non_causal_classifier_is_refused(trained_run) -> None:
         check_streaming(load_recognizer(trained_run.checkpoint))
 
 
-def test_classifier_with_other_features_is_refused(
-    cli, repo_root, tmp_path, data_dir, small_corpus, causal_run
-) -> None:
-    result = cli(
-        rl_args(
-            tmp_path,
-            data_dir,
-            small_corpus,
-            f"rl.classifier={causal_run.checkpoint}",
-            "features=mfcc",
-        ),
-        cwd=repo_root,
-    )
-    assert result.returncode == 2
-    (line,) = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+def test_classifier_with_other_features_is_refused(make_cfg, tmp_path, causal_run, capsys) -> None:
+    overrides = [f"rl.classifier={causal_run.checkpoint}", "features=mfcc"]
+    with pytest.raises(SystemExit) as exit_info:
+        rl_main(make_cfg(overrides, config_name="rl_train"))
+    assert exit_info.value.code == 2
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert line.startswith("error: ")
     assert "trained with features LogMel" in line and "MFCC" in line
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists()
 
 
 def test_classifier_trained_on_this_runs_test_or_agent_speakers_is_refused(causal_run) -> None:

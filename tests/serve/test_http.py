@@ -20,8 +20,8 @@ import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
 
-from ser.serve.http import create_app
-from ser.serve.model import Recognizer, load_recognizer
+from ser.inference.recognizer import Recognizer, load_recognizer
+from ser.serve.http import create_app, main
 
 
 @pytest.fixture(scope="module")
@@ -268,20 +268,19 @@ def test_real_server_answers_50_concurrent_requests_like_the_recognizer(
 
 @pytest.mark.parametrize("port", ["busy", "99999"])
 def test_a_port_in_use_or_out_of_range_is_one_line_and_never_says_serving(
-    trained_run, repo_root, cli, port: str
+    trained_run, port: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen(1)
         number = str(holder.getsockname()[1]) if port == "busy" else port
-        result = cli(
-            [sys.executable, "-m", "ser.serve.http", "--model", str(trained_run.checkpoint),
-             "--host", "127.0.0.1", "--port", number],
-            cwd=repo_root, timeout=120,
-        )  # fmt: skip
-    assert result.returncode == 2
-    assert "serving" not in result.stdout
-    (line,) = [x for x in result.stderr.splitlines() if x.strip()]
+        args = ["--model", str(trained_run.checkpoint), "--host", "127.0.0.1", "--port", number]
+        with pytest.raises(SystemExit) as exit_info:
+            main(args)
+    assert exit_info.value.code == 2
+    out, err = capsys.readouterr()
+    assert "serving" not in out
+    (line,) = [x for x in err.splitlines() if x.strip()]
     expected = "the port may be in use" if port == "busy" else "is not a TCP port"
     assert line.startswith("error: ") and expected in line
 

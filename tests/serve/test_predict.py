@@ -1,5 +1,6 @@
-"""ser-predict: the real command on files and folders, JSON and CSV checked against the
-Recognizer, per-file failures, bad usage, and the choice of the default model."""
+"""ser-predict on files and folders, JSON and CSV checked against the Recognizer, per-file
+failures, bad usage, and the choice of the default model. In process through main(argv); the
+real command runs once, in a project folder of its own."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 from mlflow.tracking import MlflowClient
+from omegaconf import open_dict
 
-from ser.data.synthetic import synthesize_utterance
+from ser.data.voice import synthesize_utterance
 from ser.errors import SerError
-from ser.serve.model import Recognizer, load_recognizer
-from ser.serve.predict import audio_files, default_model, main
+from ser.inference.recognizer import Recognizer, load_recognizer
+from ser.serve.predict import audio_files, main
+from ser.tracking.registry import default_model
 
 PREDICT = [sys.executable, "-m", "ser.serve.predict"]
 
@@ -59,12 +62,13 @@ def check_against_recognizer(record: dict, path: Path, recognizer: Recognizer) -
 
 
 def test_json_on_a_folder_matches_the_recognizer(
-    cli, trained_run, audio_dir: Path, recognizer: Recognizer, tmp_path: Path
+    trained_run, audio_dir: Path, recognizer: Recognizer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     model = str(trained_run.checkpoint)
-    result = cli([*PREDICT, str(audio_dir), "--model", model, "--format", "json"], cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    records = json.loads(result.stdout)
+    code = main([str(audio_dir), "--model", model, "--format", "json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    records = json.loads(out)
     # recursive, sorted, without the hidden folder and the text file
     expected = [audio_dir / "a.wav", audio_dir / "sub" / "b.flac"]
     assert [r["source"] for r in records] == list(map(str, expected))
@@ -73,15 +77,21 @@ def test_json_on_a_folder_matches_the_recognizer(
 
 
 def test_csv_to_a_file_matches_the_recognizer(
-    cli, trained_run, audio_dir: Path, recognizer: Recognizer, tmp_path: Path
+    trained_run,
+    audio_dir: Path,
+    recognizer: Recognizer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     out = tmp_path / "out" / "predictions.csv"
     files = [audio_dir / "sub" / "b.flac", audio_dir / "a.wav"]
     model = str(trained_run.checkpoint)
     args = ["--model", model, "--format", "csv", "--output", str(out)]
-    result = cli([*PREDICT, *map(str, files), *args], cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == ""
+    code = main([*map(str, files), *args])
+    stdout, stderr = capsys.readouterr()
+    assert code == 0, stderr
+    assert stdout == ""
+    assert stderr == f"wrote 2 predictions to {out}\n"
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert list(rows[0]) == ["source", "label", "duration_s", *recognizer.class_names, "error"]
     assert [r["source"] for r in rows] == list(map(str, files))  # the order given
@@ -99,7 +109,6 @@ def test_csv_to_a_file_matches_the_recognizer(
 def test_unusable_files_get_a_reason_and_the_others_are_predicted(
     trained_run, audio_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # In process (the subprocess tests above cover the real command line): same code path.
     corrupt = tmp_path / "corrupt.wav"
     corrupt.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt junk")
     silent = tmp_path / "silent.wav"
@@ -176,57 +185,71 @@ def test_default_model_is_the_newest_finished_run_with_a_checkpoint(
 
 
 def test_audio_below_the_models_rate_gets_a_warning_line(
-    cli, trained_run, tmp_path: Path, recognizer: Recognizer
+    trained_run, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     narrow = tmp_path / "phone.wav"
     sf.write(narrow, utterance(0, "angry", 8000, 2.0), 8000)
     wide = tmp_path / "wide.wav"
     sf.write(wide, utterance(0, "angry", 16000, 2.0), 16000)
     model = str(trained_run.checkpoint)
-    result = cli(
-        [*PREDICT, str(narrow), str(wide), "--model", model, "--format", "json"], cwd=tmp_path
-    )
-    assert result.returncode == 0, result.stderr
-    warned = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    code = main([str(narrow), str(wide), "--model", model, "--format", "json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    warned = [line for line in err.splitlines() if line.startswith("warning:")]
     assert (
         len(warned) == 1 and "phone.wav" in warned[0] and "below the model's 16000 Hz" in warned[0]
     )
-    records = json.loads(result.stdout)
+    records = json.loads(out)
     assert "warnings" in records[0] and "warnings" not in records[1]
 
 
 @pytest.mark.slow
 def test_training_and_predicting_from_a_project_folder_use_its_store(
-    cli, repo_root: Path, tmp_path: Path, data_dir: Path, small_corpus: list[str]
+    cli,
+    compose,
+    tmp_path: Path,
+    data_dir: Path,
+    small_corpus: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     # A project folder of the user's own, outside the repository: runs go to ./mlruns there,
     # and ser-predict finds them there, by id and without --model, and says which it chose.
+    from ser.train import train_folds
+
     project = tmp_path / "my_project"
     project.mkdir()
-    train = [
-        sys.executable,
-        str(repo_root / "train.py"),
-        "debug=fast",
-        f"paths.data_dir={data_dir}",
-        *small_corpus,
-        "callbacks.progress_bar=null",
-    ]
-    assert cli(train, cwd=project).returncode == 0
+    monkeypatch.chdir(project)
+    # What `python train.py debug=fast ...` composes there: paths.root_dir is the working folder.
+    cfg = compose(
+        ["debug=fast", f"paths.data_dir={data_dir}", *small_corpus, "callbacks.progress_bar=null"]
+    )
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(project / "logs" / "run")
+    train_folds(cfg)
     client = MlflowClient(f"sqlite:///{project / 'mlruns' / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("ser-synthetic").experiment_id])
     wav = tmp_path / "a.wav"
     sf.write(wav, utterance(0, "angry", 16000, 2.0), 16000)
+    capsys.readouterr()
 
-    by_id = cli([*PREDICT, str(wav), "--model", run.info.run_id], cwd=project)
-    assert by_id.returncode == 0, by_id.stderr
+    assert main([str(wav), "--model", run.info.run_id]) == 0
+    by_id = capsys.readouterr().out
+    # ser-predict's one run as a real command: the store found from the working directory
     default = cli([*PREDICT, str(wav)], cwd=project)
     assert default.returncode == 0, default.stderr
     store = f"sqlite:///{project.resolve() / 'mlruns' / 'mlflow.db'}"
     assert f"model: {run.info.run_id} from the MLflow store {store}" in default.stderr
-    wrong = cli([*PREDICT, str(wav), "--labels", "calm,tense"], cwd=project)
-    assert wrong.returncode == 2
-    (line,) = [x for x in wrong.stderr.splitlines() if x.startswith("error:")]
+    assert default.stdout == by_id  # the run it chose is that run
+    with pytest.raises(SystemExit) as wrong:
+        main([str(wav), "--labels", "calm,tense"])
+    assert wrong.value.code == 2
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
     assert "not the --labels ['calm', 'tense']" in line
     # elsewhere (no store there) it does not silently pick another project's model
-    elsewhere = cli([*PREDICT, str(wav)], cwd=tmp_path)
-    assert elsewhere.returncode == 2 and "no MLflow store at" in elsewhere.stderr
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as elsewhere:
+        main([str(wav)])
+    assert elsewhere.value.code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: no --model given and no MLflow store at")

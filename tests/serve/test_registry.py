@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import filecmp
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,11 +17,11 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
-from ser.data.synthetic import synthesize_utterance
+from ser.data.voice import synthesize_utterance
 from ser.errors import SerError
-from ser.serve.model import Recognizer, load_recognizer
-from ser.serve.predict import default_model
-from ser.serve.registry import checkpoint_of_registered_model, register_model
+from ser.inference.recognizer import Recognizer, load_recognizer
+from ser.serve.predict import main
+from ser.tracking.registry import checkpoint_of_registered_model, default_model, register_model
 from ser.train import train
 
 
@@ -106,15 +105,15 @@ def test_registering_again_adds_a_version_and_moves_the_alias(trained_run, regis
 
 
 def test_ser_predict_with_a_registered_model(
-    cli, trained_run, registered: int, tmp_path: Path
+    trained_run, registered: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     wav = tmp_path / "a.wav"
     sf.write(wav, waveform(1.8, 16000, "angry"), 16000)
     args = ["--model", "models:/ser@champion", "--tracking-uri", trained_run.tracking_uri]
-    result = cli([sys.executable, "-m", "ser.serve.predict", str(wav), *args, "--format", "json"],
-                 cwd=tmp_path)  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    (record,) = json.loads(result.stdout)
+    code = main([str(wav), *args, "--format", "json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    (record,) = json.loads(out)
     expected = Recognizer.from_checkpoint(trained_run.checkpoint).predict_file(wav)
     assert record["label"] == expected.label
     for name, p in expected.probabilities.items():

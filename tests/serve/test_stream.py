@@ -11,8 +11,8 @@ import pytest
 import soundfile as sf
 
 from ser.errors import SerError
+from ser.inference.recognizer import Recognizer, load_recognizer
 from ser.serve import stream
-from ser.serve.model import Recognizer, load_recognizer
 from ser.serve.stream import stream_timeline, timeline_wave, window_bounds
 
 
@@ -92,15 +92,18 @@ def test_cli_writes_csv_and_png_covering_the_file(
     assert not list(out.glob(".tmp-*")), "atomic writes left temporary files"
 
 
-@pytest.mark.slow
-def test_cli_too_short_file_is_one_line_error(cli, python, repo_root, trained_run, tmp_path):
+def test_too_short_file_is_one_line_error(trained_run, tmp_path, capsys) -> None:
     short = tmp_path / "short.wav"
     sf.write(short, np.full(100, 0.5, np.float32), 16000)
-    args = [python, "-m", "ser.serve.stream", str(short), "--model", str(trained_run.checkpoint)]
-    result = cli([*args, "--out", str(tmp_path / "out")], cwd=repo_root)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
+    with pytest.raises(SystemExit) as exit_info:
+        stream.main(
+            [str(short), "--model", str(trained_run.checkpoint), "--out", str(tmp_path / "out")]
+        )
+    assert exit_info.value.code == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "too short" in lines[0], lines
+    assert out == ""
     assert not (tmp_path / "out").exists()
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 from mlflow.tracking import MlflowClient
 from stable_baselines3.common.logger import Logger
 
@@ -22,6 +23,8 @@ def test_each_logger_uses_its_own_store_and_leaves_the_environment(tmp_path: Pat
     for store, logger in (("one", first), ("two", second)):
         client = MlflowClient(f"sqlite:///{tmp_path / store / 'mlflow.db'}")
         assert client.get_run(logger.run_id).info.run_id == logger.run_id
+    # Nor MLflow's global URI, which code that sets and restores it would export again.
+    assert str(tmp_path) not in mlflow.get_tracking_uri()
 
 
 def test_runs_starting_at_once_on_a_fresh_store_all_succeed(tmp_path: Path) -> None:

@@ -48,17 +48,30 @@ from ser.errors import SerError
 WaveformFn = Callable[..., np.ndarray]
 SpecFn = Callable[[torch.Tensor], torch.Tensor]
 
-__all__ = ["Compose", "SpecAugment", "SpeedChange", "background_noise", "build", "change_speed"]
+__all__ = [
+    "Compose",
+    "SpecAugment",
+    "SpeedChange",
+    "background_noise",
+    "build",
+    "change_speed",
+    "check_augmentation",
+]
+
+
+def check_augmentation(cfg: Mapping[str, Any] | None) -> None:
+    """A preset in today's form (its stages are instantiated by Hydra with the datamodule)."""
+    if cfg is not None and "pipeline" in cfg:
+        raise SerError(
+            "augmentation.pipeline was renamed to augmentation.waveform; update the config"
+        )
 
 
 def build(cfg: Mapping[str, Any] | None) -> tuple[WaveformFn | None, SpecFn | None]:
     """Instantiate an augmentation config node: (waveform_fn, spec_fn), None for absent stages."""
+    check_augmentation(cfg)
     if cfg is None:
         return None, None
-    if "pipeline" in cfg:
-        raise SerError(
-            "augmentation.pipeline was renamed to augmentation.waveform; update the config"
-        )
     waveform = cfg.get("waveform")
     spec = cfg.get("spec")
     return (

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Protocol, cast
 
 import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from ser.augment import change_speed
-from ser.data.manifest import dataset_fingerprint
+from ser.augment import change_speed, check_augmentation
+from ser.data.manifest import dataset_fingerprint, load_manifest
 from ser.data.splits import SPLITS, check_speaker_independent
 from ser.errors import SerError
 from ser.features import FeatureCache, extract_corpus
@@ -40,6 +44,15 @@ def pad_collate(items: Sequence[tuple[torch.Tensor, int]]) -> Batch:
 SpecFn = Callable[[torch.Tensor], torch.Tensor]
 
 
+class _ExtractorSettings(Protocol):
+    """Plain attributes of a feature extractor (an nn.Module, whose __getattr__ is untyped):
+    `dim` always, `sample_rate` and `hop_length` on frame-level extractors."""
+
+    dim: int
+    sample_rate: int
+    hop_length: int
+
+
 class ShardSampler(DistributedSampler):
     """One contiguous block of the dataset per process, without the repeats that PyTorch's
     DistributedSampler pads with: under DDP every validation and test utterance is scored
@@ -48,12 +61,12 @@ class ShardSampler(DistributedSampler):
 
     def __init__(self, dataset: Dataset, num_replicas: int, rank: int) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
-        size = len(dataset)  # type: ignore[arg-type]
+        size = len(dataset)  # type: ignore[arg-type]  # torch's Dataset declares no __len__
         start, stop = size * rank // num_replicas, size * (rank + 1) // num_replicas
         self.indices = range(start, stop)
         self.num_samples = len(self.indices)
 
-    def __iter__(self):  # type: ignore[override]
+    def __iter__(self) -> Iterator[int]:
         return iter(self.indices)
 
     def __len__(self) -> int:
@@ -174,8 +187,64 @@ def normalise_per_speaker(features: list[np.ndarray], speakers: list[str]) -> li
     return out
 
 
+def check_training_modes(
+    *,
+    on_the_fly: bool,
+    frame_level: bool,
+    window_s: float | None,
+    random_crop_s: float | None,
+    speed_copies: Sequence[float],
+    speaker_norm: bool,
+) -> None:
+    """The ways of drawing training examples, checked together.
+
+    Training reads cached features (whole utterances, fixed windows or random crops, plus
+    speed-perturbed copies, optionally normalised per speaker), or augments each utterance's
+    audio afresh every epoch (an on-the-fly waveform stage), which nothing cached can be
+    combined with. Windows and random crops cut the cached frames of frame-level features, and
+    exclude each other.
+    """
+    cached = {
+        "data.window_s": window_s is not None,
+        "data.random_crop_s": random_crop_s is not None,
+        "augmentation.speed_copies": bool(speed_copies),
+        "features.speaker_norm": speaker_norm,
+    }
+    if on_the_fly and any(cached.values()):
+        options = " and ".join(name for name, on in cached.items() if on)
+        raise SerError(
+            f"{options} work on cached features, but this augmentation preset has an on-the-fly "
+            "waveform stage; use augmentation=none, or set augmentation.waveform=null"
+        )
+    if window_s is not None and random_crop_s is not None:
+        raise SerError("data.window_s and data.random_crop_s exclude each other; set one to null")
+    for name, value in (("data.window_s", window_s), ("data.random_crop_s", random_crop_s)):
+        if value is not None and not frame_level:
+            raise SerError(f"{name} needs frame-level features (logmel, mfcc); these have no hop")
+        if value is not None and value <= 0:
+            raise SerError(f"{name}={value} must be > 0 seconds")
+    bad = [rate for rate in speed_copies if rate <= 0 or rate == 1]
+    if bad:
+        raise SerError(
+            f"augmentation.speed_copies={bad}: each speed factor must be > 0 and not 1 "
+            "(e.g. [0.9, 1.1])"
+        )
+
+
+def limit_per_speaker_label(manifest: pd.DataFrame, limit: int | None) -> pd.DataFrame:
+    """At most `limit` utterances per (split, speaker, label), the first ones in manifest order."""
+    if not limit:
+        return manifest
+    groups = manifest.groupby(["split", "speaker", "label"], sort=False)
+    return groups.head(limit).reset_index(drop=True)
+
+
 class SERDataModule(pl.LightningDataModule):
-    """Turns a manifest into DataLoaders; feature statistics come from training speakers only."""
+    """Turns a manifest into DataLoaders; feature statistics come from training speakers only.
+
+    Built from conf/data (see `build_datamodule`). `val_utterances` set (validation on held-out
+    utterances of the training speakers) relaxes the speaker check for validation only.
+    """
 
     def __init__(
         self,
@@ -194,14 +263,26 @@ class SERDataModule(pl.LightningDataModule):
         random_crop_s: float | None = None,
         speaker_independent: bool = True,
         speaker_norm: bool = False,
-        speed_copies: Sequence[float] = (),
-        val_from_train: bool = False,
+        speed_copies: Sequence[float] | None = None,
+        val_utterances: float | None = None,
         feature_jobs: int | None = -1,
+        max_per_speaker_label: int | None = None,
     ) -> None:
         super().__init__()
         if speaker_independent:
-            check_speaker_independent(manifest, val_from_train)
-        self.manifest = manifest.reset_index(drop=True)
+            check_speaker_independent(manifest, val_from_train=val_utterances is not None)
+        self.speed_copies = [float(rate) for rate in speed_copies or ()]
+        check_training_modes(
+            on_the_fly=augment is not None,
+            frame_level=bool(getattr(extractor, "hop_length", None)),
+            window_s=window_s,
+            random_crop_s=random_crop_s,
+            speed_copies=self.speed_copies,
+            speaker_norm=speaker_norm,
+        )
+        self.manifest = limit_per_speaker_label(
+            manifest.reset_index(drop=True), max_per_speaker_label
+        )
         self.labels = list(labels)
         self.preprocessor = preprocessor
         self.extractor = extractor
@@ -213,35 +294,7 @@ class SERDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.window_s, self.window_hop_s = window_s, window_hop_s
         self.speaker_norm = speaker_norm
-        if speaker_norm and augment is not None:
-            raise SerError("features.speaker_norm works on cached features; use augmentation=none")
-        if window_s is not None and not getattr(extractor, "hop_length", None):
-            raise SerError("data.window_s needs frame-level features; these have no frame hop")
-        if window_s is not None and augment is not None:
-            raise SerError("data.window_s works on cached features; use augmentation=none with it")
-        if random_crop_s is not None:
-            if not getattr(extractor, "hop_length", None):
-                raise SerError("data.random_crop_s needs frame-level features; these have no hop")
-            if augment is not None or window_s is not None:
-                raise SerError(
-                    "data.random_crop_s works on cached whole utterances; use it with "
-                    "augmentation=none and data.window_s=null"
-                )
-            if random_crop_s <= 0:
-                raise SerError(f"data.random_crop_s={random_crop_s} must be > 0 seconds")
         self.random_crop_s = random_crop_s
-        self.speed_copies = [float(rate) for rate in speed_copies]
-        if self.speed_copies and augment is not None:
-            raise SerError(
-                "augmentation.speed_copies are cached copies; use them without an on-the-fly "
-                "waveform stage (augmentation.waveform=null)"
-            )
-        bad = [rate for rate in self.speed_copies if rate <= 0 or rate == 1]
-        if bad:
-            raise SerError(
-                f"augmentation.speed_copies={bad}: each speed factor must be > 0 and not 1 "
-                "(e.g. [0.9, 1.1])"
-            )
         self.feature_jobs = feature_jobs
         self.skipped: dict[str, str] = {}
         self.fingerprint = ""
@@ -250,12 +303,13 @@ class SERDataModule(pl.LightningDataModule):
 
     @property
     def feature_dim(self) -> int:
-        return int(self.extractor.dim)
+        return int(cast(_ExtractorSettings, self.extractor).dim)
 
     @property
     def frame_rate(self) -> float:
         """Feature frames per second (frame-level extractors only)."""
-        return self.extractor.sample_rate / self.extractor.hop_length
+        extractor = cast(_ExtractorSettings, self.extractor)
+        return extractor.sample_rate / extractor.hop_length
 
     @property
     def num_classes(self) -> int:
@@ -309,7 +363,7 @@ class SERDataModule(pl.LightningDataModule):
             n_jobs=self.feature_jobs,
         )
         keep = [i for i, f in enumerate(result.features) if f is not None]
-        features = [result.features[i] for i in keep]
+        features = [f for f in result.features if f is not None]  # those of `keep`
         if self.speaker_norm:
             # A speed-shifted voice is standardised with its own statistics, like a new speaker.
             features = normalise_per_speaker(features, list(train["speaker"].iloc[keep]))
@@ -353,7 +407,7 @@ class SERDataModule(pl.LightningDataModule):
             raise SerError(f"the training split has no utterances of {missing}; change the split")
         return torch.tensor(counts.sum() / (self.num_classes * counts), dtype=torch.float32)
 
-    def dataset(self, split: str) -> Dataset:
+    def dataset(self, split: str) -> FeatureDataset | AugmentedDataset | WindowDataset:
         self.prepare()
         if split != "train":  # augmentation never touches val/test
             return FeatureDataset(self._features[split], self._targets[split])
@@ -385,10 +439,11 @@ class SERDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str) -> DataLoader:
         dataset = self.dataset(split)
-        processes = self.trainer.world_size if self.trainer is not None else 1
+        trainer = self.trainer
+        processes = trainer.world_size if trainer is not None else 1
         sampler = None
-        if split != "train" and processes > 1:
-            sampler = ShardSampler(dataset, processes, self.trainer.global_rank)
+        if split != "train" and trainer is not None and processes > 1:
+            sampler = ShardSampler(dataset, processes, trainer.global_rank)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
@@ -418,3 +473,27 @@ def leaves_one_behind(size: int, batch_size: int, processes: int = 1) -> bool:
     draws ceil(size / processes) utterances (PyTorch's sampler pads with repeats)."""
     per_process = -(-size // processes)
     return per_process > 1 and per_process % batch_size == 1
+
+
+def build_datamodule(
+    cfg: DictConfig, frontend: DictConfig | None = None, manifest: pd.DataFrame | None = None
+) -> SERDataModule:
+    """The datamodule of conf/data, on the config's manifest (`manifest`, one cross-validation
+    fold, replaces it).
+
+    `frontend` is the config whose preprocess and features are used instead (a checkpoint's,
+    so that evaluation computes exactly the features the model was trained on).
+    """
+    if frontend is not None:
+        cfg = copy.deepcopy(cfg)
+        with open_dict(cfg):
+            cfg.preprocess = frontend.preprocess
+            cfg.features.extractor = frontend.features.extractor
+    check_augmentation(cfg.get("augmentation"))
+    # Partial, then called: Hydra would try to merge a DataFrame into the config.
+    make = instantiate(cfg.data, _partial_=True)
+    return make(
+        manifest=load_manifest(cfg) if manifest is None else manifest,
+        # The extractor's settings, as the feature cache's key.
+        extractor_config=OmegaConf.to_container(cfg.features.extractor, resolve=True),
+    )

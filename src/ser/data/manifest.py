@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def _load_corpus(
-    dataset: DictConfig, labels: list[str] | None, merge: dict[str, str], limit: int | None
+    dataset: DictConfig, labels: list[str] | None, merge: dict[str, str]
 ) -> pd.DataFrame:
     """The corpus's utterances of `labels` (None: dataset.labels was never set, an error that
     lists the labels the corpus has). A label the corpus lacks is an error too; utterances of
@@ -52,8 +52,6 @@ def _load_corpus(
             counts,
         )
     corpus = corpus[corpus["label"].isin(labels)].reset_index(drop=True)
-    if limit:
-        corpus = corpus.groupby(["speaker", "label"], sort=False).head(limit).reset_index(drop=True)
     return corpus
 
 
@@ -61,9 +59,9 @@ def build_folds(cfg: DictConfig) -> list[pd.DataFrame]:
     """Load the corpus named by `cfg.dataset`, keep its labels, and split it by `cfg.protocol`:
     one manifest for a hold-out protocol, one per fold for cross-validation."""
     labels = dataset_labels(cfg.dataset)
-    limit = cfg.data.get("max_per_speaker_label")
     merge = dict(cfg.dataset.get("label_merge") or {})
-    corpus = _load_corpus(cfg.dataset, labels, merge, limit)
+    corpus = _load_corpus(cfg.dataset, labels, merge)
+    assert labels is not None  # _load_corpus raises where dataset.labels is not set
     protocol = {k: v for k, v in cfg.protocol.items() if k not in PROTOCOL_SETTINGS}
     test_dataset = cfg.protocol.get("test_dataset")
     if test_dataset is None:
@@ -77,7 +75,7 @@ def build_folds(cfg: DictConfig) -> list[pd.DataFrame]:
                 f"{test_dataset.name} lacks labels {sorted(set(labels) - set(shared))} of "
                 f"{cfg.dataset.name}; set dataset.labels=[{','.join(shared)}] (the shared ones)"
             )
-        test_corpus = _load_corpus(test_dataset, labels, merge, limit)
+        test_corpus = _load_corpus(test_dataset, labels, merge)
         split = instantiate(protocol)(corpus, test_corpus)
     return split if isinstance(split, list) else [split]
 

@@ -43,7 +43,7 @@ def holdout_split(
             + ("" if by_utterances else ", or validate on held-out utterances of the training "
                "speakers: protocol.val_utterances=0.15")
         )  # fmt: skip
-    unknown = {str(s) for s in (val_speakers or []) + list(test_speakers or [])} - set(speakers)
+    unknown = {str(s) for s in list(val_speakers or []) + list(test_speakers or [])} - set(speakers)
     if unknown:
         raise SerError(f"protocol names unknown speakers {sorted(unknown)}; known: {speakers}")
     order = [speakers[i] for i in np.random.default_rng(seed).permutation(len(speakers))]
@@ -54,7 +54,7 @@ def holdout_split(
         count = max(1, round(test_fraction * len(speakers)))
         # Validating on utterances, at least one speaker must be left to train on.
         test = rest[: min(len(rest) - 1, count) if by_utterances else count]
-    if by_utterances:
+    if val_utterances is not None:  # by_utterances
         return hold_out_utterances(manifest, test, val_utterances, seed)
     if val is None:
         rest = [s for s in order if s not in test]

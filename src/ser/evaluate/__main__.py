@@ -13,17 +13,18 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from ser.data.datamodule import build_datamodule
 from ser.errors import SerError, exit_on_user_error
 from ser.evaluate.metrics import write_evaluation
 from ser.models import load_checkpoint
-from ser.train import CONFIG_DIR, build_datamodule
+from ser.project import CONFIG_DIR
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
-    model, trained = load_checkpoint(cfg.ckpt_path)
-    trained = OmegaConf.create(trained)
+    model, stored = load_checkpoint(cfg.ckpt_path)
+    trained = OmegaConf.create(stored)
     if list(trained.dataset.labels) != list(cfg.dataset.labels):
         raise SerError(
             f"checkpoint labels {list(trained.dataset.labels)} differ from dataset.labels "

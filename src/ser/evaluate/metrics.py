@@ -20,7 +20,9 @@ from ser.atomic import atomic_write
 from ser.evaluate.plots import plot_confusion_matrix
 
 
-def scores(targets: Sequence[int], preds: Sequence[int]) -> dict[str, float]:
+def scores(
+    targets: Sequence[int] | np.ndarray, preds: Sequence[int] | np.ndarray
+) -> dict[str, float]:
     """UAR (balanced accuracy, the headline), WA (accuracy) and macro-F1."""
     return {
         "uar": float(balanced_accuracy_score(targets, preds)),

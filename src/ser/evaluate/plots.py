@@ -14,7 +14,8 @@ import numpy as np
 from ser.atomic import atomic_write
 
 
-def _save(fig: plt.Figure, path: str | Path) -> Path:
+def save_figure(fig: plt.Figure, path: str | Path) -> Path:
+    """Write a figure as a PNG atomically (no half-written picture) and free it."""
     with atomic_write(path) as tmp:
         fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
     plt.close(fig)
@@ -39,7 +40,7 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: 
             ax.text(j, i, f"{matrix[i, j]}", ha="center", va="center", color=color)
     uar = float(np.mean(np.diag(recall)))
     ax.set_title(f"Confusion matrix (UAR {uar:.3f})")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_learning_curves(history: Mapping[str, Sequence[float]], path: str | Path) -> Path:
@@ -55,4 +56,4 @@ def plot_learning_curves(history: Mapping[str, Sequence[float]], path: str | Pat
     for ax in (ax_loss, ax_uar):
         ax.grid(alpha=0.3)
         ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hydra
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from ser.config import to_dict
 from ser.data.manifest import load_folds
 from ser.errors import exit_on_user_error
 from ser.features import FeatureCache, extract_corpus
-from ser.train import CONFIG_DIR
+from ser.project import CONFIG_DIR
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="extract")
@@ -20,7 +21,7 @@ def main(cfg: DictConfig) -> None:
         list(manifest["path"]),
         instantiate(cfg.preprocess),
         instantiate(cfg.features.extractor),
-        OmegaConf.to_container(cfg.features.extractor, resolve=True),
+        to_dict(cfg.features.extractor),
         FeatureCache(cfg.paths.feature_cache_dir),
         n_jobs=cfg.features.get("n_jobs", -1),
     )

@@ -59,6 +59,7 @@ class Functionals(nn.Module):
                 )
                 # numpy's "nearest" percentile on the sorted real frames (padding sorts last).
                 index = torch.round(q * last.to(x.dtype)).long()
+                assert ordered is not None  # min, max and p* stats set needs_sort
                 gathered = ordered.gather(1, index[:, None, None].expand(-1, 1, x.shape[2]))
                 out.append(gathered.squeeze(1))
         return torch.cat(out, dim=-1)

@@ -32,6 +32,7 @@ scipy.fftpack for numpy.fft moves its MFCCs by up to ~1e-3, and torch's FFT diff
 from __future__ import annotations
 
 import sys
+from typing import overload
 
 import numpy as np
 import torch
@@ -183,6 +184,12 @@ class PyAAFeatures(nn.Module):
 
     # Frames per chunk on CPU (None: whole batch at once); see _rows_per_chunk.
     cpu_chunk_frames: int | None = 512
+    # Buffers registered in __init__ (declared for type checkers: Module.__getattr__ is untyped).
+    fbank_t: torch.Tensor
+    dct: torch.Tensor
+    chroma_bins: torch.Tensor
+    chroma: torch.Tensor
+    ind: torch.Tensor
 
     def __init__(
         self,
@@ -220,6 +227,10 @@ class PyAAFeatures(nn.Module):
         ind = torch.arange(1, n + 1, dtype=f64) * (sample_rate / (2.0 * n))
         self.register_buffer("ind", ind, persistent=False)
 
+    @overload
+    def num_frames(self, n_samples: int) -> int: ...
+    @overload
+    def num_frames(self, n_samples: torch.Tensor) -> torch.Tensor: ...
     def num_frames(self, n_samples: int | torch.Tensor) -> int | torch.Tensor:
         """Number of whole frames in n samples (int or integer tensor, elementwise)."""
         if isinstance(n_samples, torch.Tensor):

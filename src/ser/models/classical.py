@@ -9,7 +9,7 @@ fitted on the training speakers only, and the test speakers are scored once.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -18,10 +18,21 @@ from sklearn.base import BaseEstimator, ClusterMixin, clone
 from sklearn.metrics import adjusted_rand_score, confusion_matrix
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from torch import nn
 
-from ser.data.datamodule import SERDataModule, pad_collate
-from ser.evaluate.metrics import scores
 from ser.features.functionals import Functionals
+
+
+class SplitFeatures(Protocol):
+    """What a classical model reads from the data (ser.data's SERDataModule has it): each
+    split's cached frame features, (frames, dims) per utterance, and label indices."""
+
+    @property
+    def num_classes(self) -> int: ...
+
+    def split_features(self, split: str) -> list[np.ndarray]: ...
+
+    def targets(self, split: str) -> list[int]: ...
 
 
 class ClassicalModel:
@@ -35,42 +46,43 @@ class ClassicalModel:
         # Cluster id -> label index, matched on the training speakers (Hungarian algorithm).
         self.cluster_to_label: dict[int, int] = {}
 
-    def features(self, datamodule: SERDataModule, split: str) -> np.ndarray:
+    def features(self, data: SplitFeatures, split: str) -> np.ndarray:
         """Functionals of every utterance of a split, (utterances, dims * stats), computed from
         the cached (never augmented) frame features."""
-        frames = [torch.from_numpy(f) for f in datamodule.split_features(split)]
+        frames = [torch.from_numpy(f) for f in data.split_features(split)]
         rows = []
         for start in range(0, len(frames), 64):
-            items = [(f, 0) for f in frames[start : start + 64]]
-            x, lengths, _ = pad_collate(items)
+            batch = frames[start : start + 64]
+            lengths = torch.tensor([len(f) for f in batch])
+            x = nn.utils.rnn.pad_sequence(batch, batch_first=True)
             with torch.no_grad():
                 rows.append(self.functionals(x.double(), lengths).numpy())
         return np.concatenate(rows)
 
-    def fit(self, datamodule: SERDataModule) -> None:
-        x, y = self.features(datamodule, "train"), np.asarray(datamodule.targets("train"))
+    def fit(self, data: SplitFeatures) -> None:
+        x, y = self.features(data, "train"), np.asarray(data.targets("train"))
         estimator = clone(self.estimator)
         if self.is_clustering and estimator.get_params().get("n_clusters", 0) is None:
-            estimator.set_params(n_clusters=datamodule.num_classes)
+            estimator.set_params(n_clusters=data.num_classes)
         self.pipeline = make_pipeline(StandardScaler(), estimator)
         if self.is_clustering:
             clusters = self.pipeline.fit_predict(x)
-            self.cluster_to_label = hungarian_mapping(clusters, y, datamodule.num_classes)
+            self.cluster_to_label = hungarian_mapping(clusters, y, data.num_classes)
         else:
             self.pipeline.fit(x, y)
 
-    def posteriors(self, datamodule: SERDataModule, split: str) -> np.ndarray | None:
+    def posteriors(self, data: SplitFeatures, split: str) -> np.ndarray | None:
         """Class probabilities (utterances, classes) where the estimator gives them (not SVM
         without probability=True, not k-means); None otherwise."""
         if self.is_clustering or not hasattr(self.pipeline, "predict_proba"):
             return None
-        probs = self.pipeline.predict_proba(self.features(datamodule, split))
-        out = np.zeros((len(probs), datamodule.num_classes))
+        probs = self.pipeline.predict_proba(self.features(data, split))
+        out = np.zeros((len(probs), data.num_classes))
         out[:, self.pipeline.classes_] = probs  # columns in label order, absent classes 0
         return out
 
-    def predict(self, datamodule: SERDataModule, split: str) -> np.ndarray:
-        return self._labels(self.pipeline.predict(self.features(datamodule, split)))
+    def predict(self, data: SplitFeatures, split: str) -> np.ndarray:
+        return self._labels(self.pipeline.predict(self.features(data, split)))
 
     def _labels(self, outputs: np.ndarray) -> np.ndarray:
         """Label indices from the pipeline's outputs (cluster ids are mapped, -1 if unmatched)."""
@@ -78,16 +90,17 @@ class ClassicalModel:
             return np.array([self.cluster_to_label.get(int(c), -1) for c in outputs])
         return outputs
 
-    def evaluate(self, datamodule: SERDataModule, split: str) -> tuple[dict[str, float], list]:
-        """Scores of a split (plus cluster purity and ARI for k-means) and the predictions."""
-        targets = np.asarray(datamodule.targets(split))
-        outputs = self.pipeline.predict(self.features(datamodule, split))
-        preds = self._labels(outputs)
-        metrics = scores(targets, preds)
-        if self.is_clustering:
-            metrics["purity"] = cluster_purity(outputs, targets)
-            metrics["ari"] = float(adjusted_rand_score(targets, outputs))
-        return metrics, preds.tolist()
+    def cluster_scores(self, data: SplitFeatures, split: str) -> dict[str, float]:
+        """For k-means, how well the clusters match the labels: purity and adjusted Rand index
+        (no label mapping needed); nothing for the classifiers."""
+        if not self.is_clustering:
+            return {}
+        targets = np.asarray(data.targets(split))
+        clusters = self.pipeline.predict(self.features(data, split))
+        return {
+            "purity": cluster_purity(clusters, targets),
+            "ari": float(adjusted_rand_score(targets, clusters)),
+        }
 
 
 def hungarian_mapping(clusters: np.ndarray, labels: np.ndarray, n_labels: int) -> dict[int, int]:

@@ -7,7 +7,7 @@ import pickle
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import pytorch_lightning as pl
 import torch
@@ -17,9 +17,12 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from ser.data.datamodule import Batch
 from ser.errors import SerError
 from ser.features.functionals import time_mask
+from ser.models.nets import upgrade_net_config
+
+# A padded batch as ser.data's collate makes it: features (B, T, D), lengths (B,), labels (B,).
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 CONFIG_KEY = "ser_config"
 # The speakers a checkpoint was trained on, so that reusing it can refuse to score them.
@@ -37,8 +40,19 @@ def classification_metrics(num_classes: int) -> MetricCollection:
     )
 
 
+class _StreamingNet(Protocol):
+    """A net with `causal` set (checked in SERModule.__init__): logits after every frame."""
+
+    def prefix_logits(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
 class SERModule(pl.LightningModule):
     """Normalises features with training statistics, runs the injected net, and scores it."""
+
+    # Buffers registered in __init__ (declared for type checkers: Module.__getattr__ is untyped).
+    class_weights: torch.Tensor
+    feature_mean: torch.Tensor
+    feature_std: torch.Tensor
 
     def __init__(
         self,
@@ -96,6 +110,13 @@ class SERModule(pl.LightningModule):
         self.run_config: dict | None = None
         self.train_speakers: list[str] | None = None
 
+    def _stage_metrics(self, stage: str) -> tuple[MetricCollection, MeanMetric]:
+        """The metrics and the mean loss of a stage (ModuleDict items are typed as Module)."""
+        return (
+            cast(MetricCollection, self.metrics[f"{stage}_metrics"]),
+            cast(MeanMetric, self.mean_losses[f"{stage}_loss"]),
+        )
+
     def normalise(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         mask = time_mask(lengths, x.shape[1]).unsqueeze(-1)
         # Padding stays exactly zero after normalisation.
@@ -115,8 +136,9 @@ class SERModule(pl.LightningModule):
         if prefix_loss is not None:
             loss = (1 - self.prefix_loss_weight) * loss + self.prefix_loss_weight * prefix_loss
         preds = logits.argmax(dim=-1)
-        self.metrics[f"{stage}_metrics"].update(preds, y)
-        self.mean_losses[f"{stage}_loss"].update(loss.detach(), weight=len(y))
+        metrics, mean_loss = self._stage_metrics(stage)
+        metrics.update(preds, y)
+        mean_loss.update(loss.detach(), weight=len(y))
         if stage == "test":
             posteriors = logits.detach().float().softmax(dim=-1)
             self.test_outputs.append((preds.cpu(), y.cpu(), posteriors.cpu()))
@@ -128,7 +150,8 @@ class SERModule(pl.LightningModule):
         """The utterance logits and the class-weighted cross-entropy of the running posterior
         after every frame, averaged over each utterance's frames: it trains a streaming
         classifier to be right early, not only at the end. One pass of the net gives both."""
-        prefix = self.net.prefix_logits(self.normalise(x, lengths))  # (B, T, C)
+        net = cast(_StreamingNet, self.net)  # prefix_loss_weight needs a causal net
+        prefix = net.prefix_logits(self.normalise(x, lengths))  # (B, T, C)
         last = (lengths - 1).clamp_min(0)
         logits = prefix[torch.arange(len(y), device=x.device), last]
         frame_loss = nn.functional.cross_entropy(
@@ -140,7 +163,7 @@ class SERModule(pl.LightningModule):
         return logits, (weights * per_utterance).sum() / weights.sum()
 
     def _log_epoch(self, stage: str) -> None:
-        metrics, mean_loss = self.metrics[f"{stage}_metrics"], self.mean_losses[f"{stage}_loss"]
+        metrics, mean_loss = self._stage_metrics(stage)
         values = {**metrics.compute(), "loss": mean_loss.compute()}
         metrics.reset()
         mean_loss.reset()
@@ -234,14 +257,35 @@ def _or(value: torch.Tensor | None, default: torch.Tensor) -> torch.Tensor:
     return default if value is None else torch.as_tensor(value, dtype=torch.float32)
 
 
+# What a checkpoint written by an older ser, or by hand, needs to load safely again.
+CONVERT_HINT = "python -m ser.models.checkpoint convert {path} <new.ckpt>"
+
+
 def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[SERModule, dict]:
-    """Rebuild a trained SERModule (net, normalisation, labels) and its run config from a .ckpt."""
+    """Rebuild a trained SERModule (net, normalisation, labels) and its run config from a .ckpt.
+
+    Loaded with `weights_only=True`: tensors and plain containers only, so a checkpoint from a
+    registry or from someone else cannot run code on load. One that holds pickled objects is
+    refused with the command that converts it (for a file you trust).
+    """
     path = Path(path)
     if not path.is_file():
         raise SerError(f"checkpoint {path} not found; train one with `python train.py`")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError) as err:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        # A class or function to rebuild (a pickled object), or bytes that are no checkpoint.
+        if "Unsupported global" not in str(err):
+            raise SerError(
+                f"{path} is not a readable checkpoint (UnpicklingError); give a .ckpt saved "
+                "by `python train.py`"
+            ) from None
+        raise SerError(
+            f"{path} holds pickled Python objects, which could run code when loaded, so ser "
+            f"does not load it; if you trust its source, convert it with "
+            f"`{CONVERT_HINT.format(path=path)}`"
+        ) from None
+    except (EOFError, RuntimeError, ValueError) as err:
         raise SerError(
             f"{path} is not a readable checkpoint ({type(err).__name__}); give a .ckpt saved "
             "by `python train.py`"
@@ -252,7 +296,7 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[SERMod
     state = ckpt["state_dict"]
     class_names = ckpt["hyper_parameters"]["class_names"]
     net = instantiate(
-        OmegaConf.create(cfg["model"]["net"]),
+        OmegaConf.create(upgrade_net_config(cfg["model"]["net"])),
         input_dim=state["feature_mean"].numel(),
         num_classes=len(class_names),
     )

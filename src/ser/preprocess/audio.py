@@ -8,7 +8,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import librosa
 import numpy as np
@@ -18,6 +18,7 @@ from ser.errors import AudioError
 from ser.preprocess.denoise import Denoise
 from ser.preprocess.level import (
     NORMALIZE_METHODS,
+    describe_normalization,
     loudness_normalize,
     peak_normalize,
     rms_normalize,
@@ -115,12 +116,18 @@ class Preprocessor:
             )
         # Plain YAML mappings (Hydra passes DictConfig) become the frozen option objects.
         object.__setattr__(self, "sample_rate", int(self.sample_rate))
-        object.__setattr__(self, "denoise", _coerce(self.denoise, Denoise, "denoise"))
+        denoise = _coerce(self.denoise, Denoise, "denoise")
+        object.__setattr__(self, "denoise", denoise)
         object.__setattr__(self, "trim", _coerce(self.trim, Trim, "trim"))
-        if self.denoise is not None:
-            self.denoise.check_rate(self.sample_rate)
+        if denoise is not None:
+            denoise.check_rate(self.sample_rate)
         if self.trim is not None and self.trim_db is not None:
             raise ValueError("set either preprocess.trim or the older preprocess.trim_db, not both")
+
+    @property
+    def denoiser(self) -> Denoise | None:
+        """The denoising step in effect (`denoise`, a Denoise after __post_init__)."""
+        return cast("Denoise | None", self.denoise)
 
     @property
     def trimmer(self) -> Trim | None:
@@ -144,6 +151,22 @@ class Preprocessor:
         cfg["libraries"] = {name: _version(name) for name in libraries}
         return cfg
 
+    def describe(self) -> list[str]:
+        """The steps `load` applies, in order, in words built from these settings: what a
+        consumer outside Python must reproduce (model.json lists them next to exported models).
+        """
+        steps = [
+            "decode the file (soundfile) to float32 in [-1, 1]",
+            "down-mix to mono (mean of the channels)",
+            f"resample to {self.sample_rate} Hz (librosa.resample, soxr_hq)",
+        ]
+        if self.denoiser is not None:
+            steps.append(self.denoiser.describe())
+        if self.trimmer is not None:
+            steps.append(self.trimmer.describe())
+        steps.append(describe_normalization(self.normalize, self.target_lufs))
+        return steps
+
     def load(self, path: str | Path) -> np.ndarray:
         """Read and preprocess one file into a float32 mono waveform at `sample_rate`."""
         data, rate = read_audio(path)
@@ -156,8 +179,9 @@ class Preprocessor:
             wave = librosa.resample(wave, orig_sr=rate, target_sr=self.sample_rate)
         if np.max(np.abs(wave)) < SILENCE_PEAK:
             raise AudioError(source, "audio is silent (peak below -90 dBFS)")
-        if self.denoise is not None:
-            wave = self.denoise(wave, self.sample_rate)
+        denoiser = self.denoiser
+        if denoiser is not None:
+            wave = denoiser(wave, self.sample_rate)
             if np.max(np.abs(wave)) < SILENCE_PEAK:
                 raise AudioError(source, "audio is silent after noise reduction (only noise)")
         trimmer = self.trimmer

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -61,6 +61,10 @@ class Denoise:
             )
         if rate < 256 / 0.05:
             raise ValueError(f"preprocess.denoise needs sample_rate >= 5120 Hz, got {rate}")
+
+    def describe(self) -> str:
+        """This step in words with all its settings, for readers outside Python (model.json)."""
+        return f"reduce noise (noisereduce spectral gating: {asdict(self)})"
 
     def __call__(self, wave: np.ndarray, rate: int) -> np.ndarray:
         """The denoised waveform (same length, float32). Deterministic: no randomness, 1 job."""

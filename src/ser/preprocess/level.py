@@ -21,6 +21,17 @@ def rms_normalize(wave: np.ndarray, target_db: float = RMS_TARGET_DB) -> np.ndar
     return np.clip(wave * gain, -1.0, 1.0)
 
 
+def describe_normalization(method: str, target_lufs: float) -> str:
+    """The level step of `method` in words, for readers outside Python (model.json)."""
+    descriptions = {
+        "peak": "peak-normalise (largest |sample| = 1.0)",
+        "rms": f"normalise RMS to {RMS_TARGET_DB:g} dBFS",
+        "loudness": f"normalise loudness to {target_lufs:g} LUFS (pyloudnorm)",
+        "none": "no level normalisation",
+    }
+    return descriptions[method]
+
+
 def loudness(wave: np.ndarray, rate: int) -> float:
     """Integrated loudness in LUFS (BS.1770-4, K-weighted and gated).
 

@@ -7,7 +7,7 @@ import numpy as np
 
 def segment_bounds(
     n_samples: int,
-    sample_rate: int,
+    sample_rate: float,
     window_s: float,
     hop_s: float | None = None,
     min_last_s: float | None = None,

@@ -8,7 +8,7 @@ import importlib.util
 import math
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import librosa
 import numpy as np
@@ -59,8 +59,18 @@ class Trim:
                 "preprocess.trim.method=silero needs the silero-vad package: pip install silero-vad"
             )
 
+    def describe(self) -> str:
+        """This step in words with the settings its method uses, for readers outside Python."""
+        if self.method == "energy":
+            return (
+                f"trim leading/trailing silence: frames more than {self.top_db:g} dB below the "
+                f"loudest are silence, keep {self.pad_ms:g} ms on each side"
+            )
+        return f"trim non-speech with the Silero VAD: {asdict(self)}"
+
     def bounds(self, wave: np.ndarray, rate: int) -> tuple[int, int] | None:
         """[start, end) of the speech plus padding, or None if the VAD finds no speech."""
+        found: tuple[int, int] | None
         if self.method == "energy":
             found = energy_bounds(wave, self.top_db)
         else:

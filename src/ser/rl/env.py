@@ -13,15 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from ser.errors import SerError
-from ser.rl.streams import UtteranceStream
-
-WAIT, TERMINATE = 0, 1
+from ser.inference.early import WAIT, ObservationSpec
+from ser.inference.streaming import UtteranceStream
 
 
 @dataclass(frozen=True)
@@ -34,53 +33,12 @@ class Reward:
         return self.correct if predicted == label else self.wrong
 
 
-@dataclass(frozen=True)
-class ObservationSpec:
-    """The posterior, plus the extras switched on here."""
-
-    # The posterior in descending order instead of by class: the confidence profile without
-    # the class names, so a few hundred episodes cannot teach per-class stopping rules.
-    sorted_posterior: bool = False
-    hidden: bool = False
-    elapsed: bool = True  # fraction and seconds of audio heard
-    entropy: bool = True
-    change: bool = True  # L1 change of the posterior since the previous chunk
-
-    def size(self, classes: int, hidden: int) -> int:
-        return (
-            classes
-            + (hidden if self.hidden else 0)
-            + 2 * self.elapsed
-            + int(self.entropy)
-            + int(self.change)
-        )
-
-    def build(self, stream: UtteranceStream, heard: np.ndarray) -> np.ndarray:
-        """Observations after `heard` chunks (1-based; an array for all steps at once)."""
-        heard = np.asarray(heard)
-        index = heard - 1
-        post = stream.posteriors[index]
-        parts = [-np.sort(-post, axis=-1) if self.sorted_posterior else post]
-        if self.hidden:
-            parts.append(stream.hidden[index])
-        if self.elapsed:
-            parts += [
-                stream.fraction_heard(heard)[..., None],
-                stream.seconds_heard(heard)[..., None],
-            ]
-        if self.entropy:
-            parts.append(-(post * np.log(np.clip(post, 1e-12, 1.0))).sum(-1, keepdims=True))
-        if self.change:
-            previous = stream.posteriors[np.maximum(index - 1, 0)]
-            change = np.abs(post - previous).sum(-1, keepdims=True)
-            parts.append(np.where(index[..., None] > 0, change, 0.0))
-        return np.concatenate(parts, axis=-1).astype(np.float32)
-
-
 class StreamingEmotionEnv(gym.Env):
     """WAIT (0) or TERMINATE (1) after each chunk of one utterance."""
 
-    metadata: ClassVar[dict] = {"render_modes": []}
+    # gym.Env declares metadata an instance attribute with a class default, as here.
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012
+    observation_space: gym.spaces.Box
 
     def __init__(
         self,
@@ -115,11 +73,13 @@ class StreamingEmotionEnv(gym.Env):
         self._heard = 0
 
     def _obs(self) -> np.ndarray:
+        assert self._stream is not None  # set by reset(), which step() checks for
         obs = self.spec_obs.build(self._stream, np.array(self._heard))
         return np.clip(obs, self.observation_space.low, self.observation_space.high)
 
     def _info(self) -> dict[str, Any]:
         s = self._stream
+        assert s is not None  # set by reset(), which step() checks for
         predicted = int(np.argmax(s.posteriors[self._heard - 1]))
         return {
             "chunks": self._heard,
@@ -158,7 +118,8 @@ class StreamingEmotionEnv(gym.Env):
 class LabelEnv(gym.Env):
     """One step: observe an utterance's features, answer with a label."""
 
-    metadata: ClassVar[dict] = {"render_modes": []}
+    # gym.Env declares metadata an instance attribute with a class default, as here.
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012
 
     def __init__(
         self,

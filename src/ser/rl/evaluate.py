@@ -8,7 +8,7 @@ there to be found."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +16,7 @@ import pandas as pd
 from sklearn.metrics import balanced_accuracy_score
 
 from ser.atomic import atomic_write
-from ser.rl.env import TERMINATE, ObservationSpec
-from ser.rl.streams import UtteranceStream
+from ser.inference.streaming import UtteranceStream
 
 FIXED_FRACTIONS = (0.25, 0.5, 0.75)
 CONFIDENCE_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
@@ -26,26 +25,6 @@ CONFIDENCE_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 FALLING_STARTS = tuple(round(0.3 + 0.05 * i, 2) for i in range(15))  # 0.3 .. 1.0
 FALLING_SLOPES = tuple(round(0.1 * i, 1) for i in range(9))  # 0 .. 0.8
 FITTED_BUDGETS = (0.4, 0.5, 0.6, 0.7, 0.8)
-
-PolicyFn = Callable[[np.ndarray], np.ndarray]
-
-
-def policy_decisions(
-    policy: PolicyFn, streams: Sequence[UtteranceStream], spec: ObservationSpec
-) -> np.ndarray:
-    """Chunks heard when `policy` (observations -> actions, batched) terminates each stream."""
-    heard = np.zeros(len(streams), dtype=int)
-    active = np.arange(len(streams))
-    step = 1
-    while len(active):
-        obs = np.stack([spec.build(streams[i], np.array(step)) for i in active])
-        actions = np.asarray(policy(obs)).reshape(-1)
-        ends = np.array([streams[i].chunks == step for i in active])
-        done = (actions == TERMINATE) | ends
-        heard[active[done]] = step
-        active = active[~done]
-        step += 1
-    return heard
 
 
 def full_decisions(streams: Sequence[UtteranceStream]) -> np.ndarray:

@@ -21,28 +21,30 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 from sklearn.metrics import balanced_accuracy_score
 from stable_baselines3.common.env_util import make_vec_env
 
 from ser.atomic import atomic_write
+from ser.config import to_dict
 from ser.data.manifest import load_folds
 from ser.data.splits import crossfit_splits, speakers_in
 from ser.errors import SerError, exit_on_user_error
-from ser.rl.env import LabelEnv, ObservationSpec, Reward, StreamingEmotionEnv
+from ser.inference.early import ObservationSpec, policy_decisions
+from ser.inference.recognizer import Recognizer, load_recognizer
+from ser.inference.streaming import UtteranceStream, check_chunk_s, check_streaming, stream_files
+from ser.project import CONFIG_DIR
+from ser.rl.env import LabelEnv, Reward, StreamingEmotionEnv
 from ser.rl.evaluate import (
     baseline_table,
     confidence_uar_at,
     fractions_heard,
     plot_tradeoff,
-    policy_decisions,
     score,
 )
-from ser.rl.streams import UtteranceStream, check_chunk_s, check_streaming, stream_files
-from ser.serve.model import Recognizer, load_recognizer
-from ser.tracking import finish_run, git_commit, mlflow_logger, run_summary
+from ser.tracking import git_commit, mlflow_logger, run_status, run_summary
 from ser.tracking.sb3 import sb3_logger
-from ser.train import CONFIG_DIR, train
+from ser.train import train
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,7 @@ def classifier(cfg: DictConfig, manifest: pd.DataFrame) -> Recognizer:
     """The configured streaming classifier, or one trained now on the manifest's speakers."""
     if cfg.rl.classifier:
         recognizer = load_recognizer(cfg.rl.classifier)
-        extractor = OmegaConf.to_container(cfg.features.extractor, resolve=True)
+        extractor = to_dict(cfg.features.extractor)
         check_streaming(recognizer, extractor)
         check_unseen_speakers(recognizer, manifest, str(cfg.rl.agent_split))
         return recognizer
@@ -194,7 +196,8 @@ def run_emorl(
     train_streams = reward_targets(train_streams, str(cfg.rl.reward.target))
     # the falling threshold is fitted on the agent's episodes and targets: equal data
     table = baseline_table(test_streams, fit_on=train_streams)
-    agent_rows, agent_fractions = [], None
+    agent_rows: list[dict[str, Any]] = []
+    agent_fractions = None
     for wait_cost in cfg.rl.wait_costs:
         reward = Reward(cfg.rl.reward.correct, cfg.rl.reward.wrong, float(wait_cost))
         env = make_vec_env(
@@ -210,9 +213,11 @@ def run_emorl(
         )
         model = _agent(cfg, env, client, run_id, f"lambda{wait_cost:g}/")
         save_policy(model, artifacts / f"policy_lambda{wait_cost:g}.zip", cfg, spec)
-        heard = policy_decisions(
-            lambda obs, m=model: m.predict(obs, deterministic=True)[0], test_streams, spec
-        )
+
+        def policy(obs: np.ndarray, m: Any = model) -> np.ndarray:
+            return m.predict(obs, deterministic=True)[0]
+
+        heard = policy_decisions(policy, test_streams, spec)
         agent_rows.append(
             {"strategy": "agent", "setting": float(wait_cost)} | score(test_streams, heard)
         )
@@ -341,7 +346,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     artifacts.mkdir(parents=True, exist_ok=True)
     recognizer = classifier(cfg, manifest)
 
-    settings = OmegaConf.to_container(cfg.logger.mlflow, resolve=True)
+    settings = to_dict(cfg.logger.mlflow)
     settings["experiment_name"] = f"{settings['experiment_name']}-rl"
     settings["run_name"] = f"{cfg.rl.name}-{cfg.rl.algorithm._target_.rsplit('.', 1)[-1]}"
     tags = {
@@ -353,8 +358,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
     }
     logger = mlflow_logger(settings, cfg.paths.mlruns_dir, tags)
     client, run_id = logger.experiment, logger.run_id
-    try:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    assert run_id is not None  # set once `experiment` has started the run
+    with run_status(logger):
+        logger.log_hyperparams(to_dict(cfg))
         chunk_s = float(cfg.rl.chunk_s)
         train_streams = agent_streams(cfg, recognizer, manifest, chunk_s)
         test_streams = split_streams(recognizer, manifest, "test", chunk_s)
@@ -366,10 +372,6 @@ def run(cfg: DictConfig) -> dict[str, float]:
         for key, value in metrics.items():
             client.log_metric(run_id, key, float(value))
         client.log_artifacts(run_id, str(artifacts))
-    except BaseException as error:
-        finish_run(logger, error)
-        raise
-    finish_run(logger, None)
     print(f"\n{run_summary(logger)}\nOutputs: {output_dir}")
     return metrics
 

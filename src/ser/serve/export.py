@@ -25,7 +25,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import math
 import os
 import shutil
 import tempfile
@@ -36,13 +35,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ser.atomic import atomic_write
 from ser.errors import SerError, exit_on_user_error
-from ser.features.spectral import LOG_FLOOR, MFCC, LogMel
-from ser.serve.model import Recognizer, load_recognizer
+from ser.features.export_frontends import onnx_frontend
+from ser.inference.recognizer import Recognizer, load_recognizer
 
 ONNX_FILE = "model.onnx"
 TORCHSCRIPT_FILE = "model.torchscript.pt"
@@ -54,101 +52,13 @@ TOLERANCE = 1e-4
 CHECK_DURATIONS = (1.3, 2.7)
 
 
-class NotExportable(Exception):
-    """This front-end cannot be rewritten for export; the graph takes features instead."""
-
-
-class DFTPowerSpectrogram(nn.Module):
-    """torchaudio's Spectrogram(power=2, center=True, reflect padding) as a strided conv1d with
-    a windowed DFT basis: the ONNX exporters have no complex tensors (torch.stft returns
-    complex), and a conv runs everywhere. (batch, samples) -> (batch, frames, bins)."""
-
-    def __init__(self, spec: nn.Module) -> None:
-        super().__init__()
-        settings = (spec.power, spec.center, spec.pad_mode, spec.normalized, spec.pad)
-        if settings != (2.0, True, "reflect", False, 0) or not spec.onesided:
-            raise NotExportable(f"unsupported spectrogram settings {settings}")
-        n_fft, win = int(spec.n_fft), int(spec.win_length)
-        window = torch.zeros(n_fft, dtype=torch.float64)
-        left = (n_fft - win) // 2  # torch.stft centres a shorter window in the FFT frame
-        window[left : left + win] = spec.window.to(torch.float64)
-        bins = n_fft // 2 + 1
-        # (k * n) mod n_fft in integers keeps the angles small, so float64 cos/sin stay exact.
-        phase = (torch.arange(bins)[:, None] * torch.arange(n_fft)[None, :]) % n_fft
-        angle = 2 * math.pi * phase.to(torch.float64) / n_fft
-        basis = torch.cat([torch.cos(angle) * window, -torch.sin(angle) * window])
-        self.register_buffer("basis", basis.to(torch.float32)[:, None, :])
-        self.n_fft = n_fft
-        self.hop = int(spec.hop_length)
-        self.bins = bins
-
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        half = self.n_fft // 2
-        x = F.pad(wave.unsqueeze(1), (half, half), mode="reflect")
-        y = F.conv1d(x, self.basis, stride=self.hop)  # (batch, 2 * bins, frames)
-        real, imag = y[:, : self.bins], y[:, self.bins :]
-        return (real * real + imag * imag).transpose(1, 2)
-
-
-class ExportLogMel(nn.Module):
-    """LogMel without complex numbers: same output to float32 rounding."""
-
-    def __init__(self, logmel: LogMel) -> None:
-        super().__init__()
-        self.power = DFTPowerSpectrogram(logmel.mel.spectrogram)
-        self.register_buffer("fb", logmel.mel.mel_scale.fb.clone())
-
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        return torch.log(torch.matmul(self.power(wave), self.fb) + LOG_FLOOR)
-
-
-class ExportMFCC(nn.Module):
-    """MFCC (+ deltas as torchaudio.functional.compute_deltas, window 5, replicate padding)
-    without complex numbers: same output to float32 rounding."""
-
-    def __init__(self, mfcc: MFCC) -> None:
-        super().__init__()
-        inner = mfcc.mfcc
-        if not inner.log_mels:
-            raise NotExportable("MFCC with log_mels=False")
-        self.power = DFTPowerSpectrogram(inner.MelSpectrogram.spectrogram)
-        self.register_buffer("fb", inner.MelSpectrogram.mel_scale.fb.clone())
-        self.register_buffer("dct", inner.dct_mat.clone())
-        self.deltas = mfcc.deltas
-        n_coeffs = self.dct.shape[1]
-        kernel = torch.arange(-2, 3, dtype=torch.float32) / 10.0  # n=2: denominator 2*(1+4)
-        self.register_buffer("delta_kernel", kernel.repeat(n_coeffs, 1, 1))
-
-    def _delta(self, coeffs: torch.Tensor) -> torch.Tensor:
-        """(batch, dim, frames) -> deltas of the same shape."""
-        padded = F.pad(coeffs, (2, 2), mode="replicate")
-        return F.conv1d(padded, self.delta_kernel, groups=coeffs.shape[1])
-
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        mel = torch.log(torch.matmul(self.power(wave), self.fb) + 1e-6)  # torchaudio's offset
-        coeffs = torch.matmul(mel, self.dct).transpose(1, 2)  # (batch, n_mfcc, frames)
-        if self.deltas:
-            d1 = self._delta(coeffs)
-            coeffs = torch.cat([coeffs, d1, self._delta(d1)], dim=1)
-        return coeffs.transpose(1, 2)
-
-
-def onnx_frontend(extractor: nn.Module) -> nn.Module:
-    """The extractor rewritten for ONNX (log-mel, MFCC), else the extractor itself (which may
-    or may not export; the export check decides)."""
-    try:
-        if isinstance(extractor, LogMel):
-            return ExportLogMel(extractor)
-        if isinstance(extractor, MFCC):
-            return ExportMFCC(extractor)
-    except NotExportable:
-        pass
-    return extractor
-
-
 class FeatureClassifier(nn.Module):
     """Features (batch, frames, dim) -> posteriors (batch, classes): SERModule.forward with
     every frame real (no padding, so its mask is all ones), then softmax."""
+
+    # Buffers.
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, recognizer: Recognizer) -> None:
         super().__init__()
@@ -197,7 +107,7 @@ class Candidate:
 
 def check_waves(recognizer: Recognizer) -> list[np.ndarray]:
     """Preprocessed generated utterances of two lengths (the synthetic corpus's voice)."""
-    from ser.data.synthetic import synthesize_utterance
+    from ser.data.voice import synthesize_utterance
 
     rate = recognizer.sample_rate
     waves = []
@@ -335,36 +245,6 @@ def _first_line(err: BaseException) -> str:
     return lines[0] if lines else ""
 
 
-def preprocessing_steps(recognizer: Recognizer) -> list[str]:
-    """The Preprocessor's steps in words, in the order it applies them."""
-    pre = recognizer.preprocessor
-    steps = [
-        "decode the file (soundfile) to float32 in [-1, 1]",
-        "down-mix to mono (mean of the channels)",
-        f"resample to {pre.sample_rate} Hz (librosa.resample, soxr_hq)",
-    ]
-    if pre.denoise is not None:
-        steps.append(
-            f"reduce noise (noisereduce spectral gating: {dataclasses.asdict(pre.denoise)})"
-        )
-    trim = pre.trimmer
-    if trim is not None and trim.method == "energy":
-        steps.append(
-            f"trim leading/trailing silence: frames more than {trim.top_db:g} dB below the "
-            f"loudest are silence, keep {trim.pad_ms:g} ms on each side"
-        )
-    elif trim is not None:
-        steps.append(f"trim non-speech with the Silero VAD: {dataclasses.asdict(trim)}")
-    normalize = {
-        "peak": "peak-normalise (largest |sample| = 1.0)",
-        "rms": "normalise RMS to -20 dBFS",
-        "loudness": f"normalise loudness to {pre.target_lufs:g} LUFS (pyloudnorm)",
-        "none": "no level normalisation",
-    }
-    steps.append(normalize[pre.normalize])
-    return steps
-
-
 def metadata(recognizer: Recognizer, source: str, files: dict[str, dict]) -> dict:
     """What a consumer of the exported files needs: classes, rate, contract, preprocessing."""
     rate = recognizer.sample_rate
@@ -399,7 +279,7 @@ def metadata(recognizer: Recognizer, source: str, files: dict[str, dict]) -> dic
         },
         "preprocessing": {
             "outside_the_graph": True,
-            "steps": preprocessing_steps(recognizer),
+            "steps": recognizer.preprocessor.describe(),
             "config": {k: v for k, v in preprocess.items() if k != "_target_"},
             "python": "ser.preprocess.Preprocessor(**config).process(samples, rate)",
         },

@@ -33,7 +33,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from ser.errors import AudioError, SerError, exit_on_user_error
-from ser.serve.model import Recognizer, load_recognizer
+from ser.inference.recognizer import Recognizer, load_recognizer
 from ser.serve.page import INDEX_HTML
 from ser.serve.stream import TimelineCancelled, stream_timeline, timeline_wave
 

@@ -29,9 +29,6 @@ AUDIO_EXTENSIONS = frozenset(
 )
 # Show a progress bar for more files than this, when stderr is a terminal.
 PROGRESS_MIN_FILES = 5
-DEFAULT_NAME, DEFAULT_ALIAS = "ser", "champion"
-# The newest runs looked at for a checkpoint when no --model is given.
-RECENT_RUNS = 50
 
 MODEL_HELP = (
     "the model: a .ckpt path, an MLflow run id, models:/<name>@<alias> (e.g. "
@@ -66,46 +63,6 @@ def audio_files(paths: Iterable[str | Path]) -> list[Path]:
         else:
             raise SerError(f"{path}: no such file or folder; check the path")
     return list(dict.fromkeys(found))  # each file once, in the order given
-
-
-def default_model(tracking_uri: str | None) -> str:
-    """models:/ser@champion if registered, else the newest FINISHED run with a checkpoint, in
-    the store training writes to (`ser.tracking.mlflow.tracking_uri`)."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    from ser.tracking.mlflow import tracking_uri as resolve_uri
-
-    hint = (
-        "pass --model PATH.ckpt | RUN_ID | models:/ser@champion, or train one with "
-        "`python train.py`"
-    )
-    uri = resolve_uri(tracking_uri, create=False)
-    db = uri.removeprefix("sqlite:///")
-    if uri.startswith("sqlite:///") and not Path(db).is_file():
-        # do not create an empty store just to look into it
-        raise SerError(f"no --model given and no MLflow store at {db}; {hint}")
-    client = MlflowClient(uri)
-    try:
-        client.get_model_version_by_alias(DEFAULT_NAME, DEFAULT_ALIAS)
-        return f"models:/{DEFAULT_NAME}@{DEFAULT_ALIAS}"
-    except MlflowException:
-        pass  # no such registered model or alias
-    try:
-        experiments = [e.experiment_id for e in client.search_experiments()]
-        runs = client.search_runs(
-            experiments,
-            filter_string="attributes.status = 'FINISHED'",
-            order_by=["attributes.start_time DESC"],
-            max_results=RECENT_RUNS,
-        )
-    except MlflowException as err:
-        raise SerError(f"cannot read the MLflow store {uri} ({err.error_code}); {hint}") from None
-    for run in runs:
-        files = client.list_artifacts(run.info.run_id, "checkpoints")
-        if any(f.path.endswith(".ckpt") for f in files):
-            return run.info.run_id
-    raise SerError(f"no --model given and no finished run with a checkpoint in {uri}; {hint}")
 
 
 def format_table(records: list[dict], class_names: Sequence[str]) -> str:
@@ -191,12 +148,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     files = audio_files(args.paths)
     from tqdm import tqdm
 
-    from ser.serve.model import load_recognizer
+    from ser.inference.recognizer import load_recognizer
+    from ser.tracking import tracking_uri
+    from ser.tracking.registry import default_model
 
     ref = args.model
     if ref is None:
-        from ser.tracking.mlflow import tracking_uri
-
         store = tracking_uri(args.tracking_uri, create=False)
         ref = default_model(store)
         print(f"model: {ref} from the MLflow store {store} (no --model given)", file=sys.stderr)

@@ -27,8 +27,10 @@ import torch
 
 from ser.atomic import atomic_write
 from ser.errors import AudioError, SerError, exit_on_user_error
+from ser.inference.early import EarlyPolicy
+from ser.inference.recognizer import Prediction, Recognizer, load_recognizer
+from ser.inference.streaming import check_streaming
 from ser.preprocess import read_audio, segment_bounds
-from ser.serve.model import Prediction, Recognizer, load_recognizer
 
 DEFAULT_MODEL = "models/model.ckpt"  # where the DVC `train` stage saves the model
 MIN_WINDOW_S = 0.1
@@ -140,7 +142,7 @@ def plot_timeline(
 ) -> Path:
     """Waveform on top, one probability curve per class below (at window centres), one x axis."""
     # The evaluation plots' headless matplotlib setup and atomic PNG save.
-    from ser.evaluate.plots import _save, plt
+    from ser.evaluate.plots import plt, save_figure
 
     duration = len(wave) / sample_rate
     fig, (ax_wave, ax_prob) = plt.subplots(
@@ -163,7 +165,7 @@ def plot_timeline(
     for ax in (ax_wave, ax_prob):
         ax.grid(alpha=0.3)
     ax_prob.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def open_sounddevice() -> Any:
@@ -238,9 +240,6 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
         sd = open_sounddevice()
     policy = None
     if args.policy:
-        from ser.rl.policy import EarlyPolicy
-        from ser.rl.streams import check_streaming
-
         policy = EarlyPolicy(args.policy)  # a missing policy file: before any model work
     recognizer = load_recognizer(args.model, args.tracking_uri)
     if policy is not None:

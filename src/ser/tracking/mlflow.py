@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
 from pytorch_lightning.loggers import MLFlowLogger
 
+from ser.project import default_mlruns_dir
+
 log = logging.getLogger(__name__)
-
-
-def default_mlruns_dir() -> Path:
-    """The local store's folder when nothing else is said: `$SER_ROOT/mlruns`, else `mlruns/`
-    of the working directory. Training (conf/paths: `${paths.root_dir}/mlruns`) and every tool
-    (ser-predict, ser-export, ser-serve, ser-stream) resolve it by this one rule, so a project
-    of the user's own keeps its runs and finds them again."""
-    return Path(os.environ.get("SER_ROOT") or ".").resolve() / "mlruns"
 
 
 def tracking_uri(
@@ -141,16 +138,16 @@ def mlflow_logger(
         tags={**(settings.pop("tags", None) or {}), **tags},
         **settings,
     )
-    # MLflow's set_tracking_uri (called by Lightning here) also exports MLFLOW_TRACKING_URI,
-    # which would send every later run in this process to this store: put it back as it was.
+    # Lightning calls MLflow's set_tracking_uri here, which sets MLflow's global URI and exports
+    # MLFLOW_TRACKING_URI: every later run in this process (a test, a notebook) would go to this
+    # store. Both are put back as they were (in MLflow 3 the variable mirrors the global).
     before = os.environ.get("MLFLOW_TRACKING_URI")
     try:
         _ = logger.run_id  # creates the experiment and the run now, so a crash can mark it FAILED
     finally:
-        if before is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = before
+        import mlflow
+
+        mlflow.set_tracking_uri(before)  # type: ignore[arg-type]  # None unsets both
     return logger
 
 
@@ -164,6 +161,47 @@ def finish_run(logger: MLFlowLogger, error: BaseException | None) -> str:
         status = "FAILED"
     logger.experiment.set_terminated(logger.run_id, status)
     return status
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    # While a Trainer runs, its own SIGTERM handler (which calls this one after it) has noted the
+    # signal, and its loops stop at the next batch with SIGTERMException, a SystemExit. Raising
+    # here as well would interrupt at any line, even inside an MLflow write, and lose the status.
+    if signal.getsignal(signal.SIGTERM) is not _raise_keyboard_interrupt:
+        return
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextmanager
+def run_status(logger: MLFlowLogger | None, owner: bool = True) -> Iterator[None]:
+    """End the logger's run FINISHED when the block completes, FAILED when it raises, KILLED on
+    Ctrl-C or SIGTERM (a cluster scheduler's stop), instead of leaving it RUNNING forever.
+
+    `owner=False` (a DDP process other than rank 0, or no run to mark) only handles SIGTERM.
+    A Lightning SIGTERMException carries no exit code: it leaves as the exit status of a process
+    killed by SIGTERM (143).
+    """
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        yield
+    except BaseException as error:
+        if logger is not None and owner:
+            status = finish_run(logger, error)
+            log.error("MLflow run %s marked %s", logger.run_id, status)
+        if isinstance(error, SIGTERMException):
+            raise SystemExit(128 + signal.SIGTERM) from error
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if logger is not None and owner:
+        finish_run(logger, None)
+
+
+def logger_tracking_uri(logger: MLFlowLogger) -> str:
+    """The store a logger writes to (its client's URI; Lightning keeps its own copy private)."""
+    return str(logger.experiment.tracking_uri)
 
 
 def git_commit(root: str | Path = ".") -> str:
@@ -189,7 +227,7 @@ def run_summary(logger: MLFlowLogger) -> str:
     client = logger.experiment
     experiment = client.get_experiment(logger.experiment_id).name
     status = client.get_run(logger.run_id).info.status
-    uri = logger._tracking_uri  # Lightning keeps the URI it was given only here
+    uri = logger_tracking_uri(logger)
     return (
         f"MLflow run {logger.run_id} (experiment {experiment!r}) {status}.\n"
         f"Compare runs: mlflow ui --backend-store-uri {uri}"

@@ -1,8 +1,8 @@
 """CNN-LSTM-FC: conv blocks extract local time-frequency patterns, an LSTM models their
 sequence, fully connected layers classify the pooled LSTM states.
 
-With causal=True it becomes a streaming classifier (causal convs, unidirectional LSTM,
-per-frame logits averaged over time; see ser.models.nets.causal)."""
+CausalCNNLSTM is its streaming counterpart (causal convs, unidirectional LSTM, per-frame
+logits averaged over time; see ser.models.nets.causal)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from ser.models.nets.causal import CausalConvBlocks, CausalFrameClassifier
 from ser.models.nets.layers import ConvBlocks, MaskedLSTM, classifier_head, masked_mean_std
 
 
-class CNNLSTM(CausalFrameClassifier):
+class CNNLSTM(nn.Module):
+    causal = False
+
     def __init__(
         self,
         input_dim: int,
@@ -24,15 +26,8 @@ class CNNLSTM(CausalFrameClassifier):
         num_layers: int = 1,
         bidirectional: bool = True,
         dropout: float = 0.3,
-        causal: bool = False,
     ) -> None:
         super().__init__()
-        self.causal = causal
-        if causal:
-            # A streaming model cannot look ahead: causal convs and a forward-only LSTM.
-            self.conv = CausalConvBlocks(list(channels), kernel_size, input_dim)
-            self._build_head(self.conv.out_size, hidden_size, num_layers, num_classes, dropout)
-            return
         self.conv = ConvBlocks(list(channels), kernel_size, input_dim)
         conv_size = self.conv.out_channels * self.conv.out_dim
         self.rnn = MaskedLSTM(conv_size, hidden_size, num_layers, bidirectional, dropout)
@@ -41,14 +36,31 @@ class CNNLSTM(CausalFrameClassifier):
         )
         self.head = classifier_head(hidden_size, num_classes, 0.0)
 
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        maps, lengths = self.conv(x, lengths)  # (B, C, T', D')
+        frames = maps.permute(0, 2, 1, 3).flatten(2)  # (B, T', C*D')
+        return self.head(self.fc(masked_mean_std(self.rnn(frames, lengths), lengths)))
+
+
+class CausalCNNLSTM(CausalFrameClassifier):
+    """Streaming: it cannot look ahead, so causal convs (frame rate kept) and a forward-only
+    LSTM with a per-frame head."""
+
+    def __init__(
+        self,
+        input_dim: int,
+        num_classes: int,
+        channels: list[int] | tuple[int, ...] = (16, 32),
+        kernel_size: int = 3,
+        hidden_size: int = 96,
+        num_layers: int = 1,
+        dropout: float = 0.3,
+    ) -> None:
+        super().__init__()
+        self.conv = CausalConvBlocks(list(channels), kernel_size, input_dim)
+        self._build_head(self.conv.out_size, hidden_size, num_layers, num_classes, dropout)
+
     def encode(
         self, x: torch.Tensor, cache: list[torch.Tensor] | None
     ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
         return self.conv(x, cache)
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        if self.causal:
-            return super().forward(x, lengths)
-        maps, lengths = self.conv(x, lengths)  # (B, C, T', D')
-        frames = maps.permute(0, 2, 1, 3).flatten(2)  # (B, T', C*D')
-        return self.head(self.fc(masked_mean_std(self.rnn(frames, lengths), lengths)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -101,7 +103,8 @@ class MaskedLSTM(nn.Module):
         self.out_size = hidden_size * directions
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        for i, directions in enumerate(self.layers):
+        for i, layer in enumerate(self.layers):
+            directions = cast(nn.ModuleList, layer)  # one LSTM per direction (see __init__)
             if i > 0:
                 x = self.dropout(x)
             outputs = [directions[0](x)[0]]

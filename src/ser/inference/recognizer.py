@@ -1,14 +1,14 @@
 """A trained model with its own front-end: audio in, class posteriors out.
 
 A model is referred to by a checkpoint path (`.ckpt`), an MLflow run id (or `runs:/<id>`),
-whose `checkpoints/` artifact is used. The checkpoint carries the run's config, so the
-preprocessing and features are exactly those the model was trained with.
+whose `checkpoints/` artifact is used, or a registered model (`models:/<name>@<alias>`). The
+checkpoint carries the run's config, so the preprocessing and features are exactly those the
+model was trained with.
 """
 
 from __future__ import annotations
 
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from torch import nn
 from ser.errors import SerError
 from ser.models.module import SERModule, load_checkpoint
 from ser.preprocess import Preprocessor, read_audio
+from ser.tracking.registry import checkpoint_of_registered_model, checkpoint_of_run
 
 RUN_ID = re.compile(r"^(runs:/)?([0-9a-f]{32})/?$")
 
@@ -116,38 +117,13 @@ class Recognizer:
         return self.predict_array(data, rate, str(path))
 
 
-def _checkpoint_of_run(run_id: str, tracking_uri: str | None) -> Path:
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    from ser.tracking.mlflow import tracking_uri as default_uri
-
-    client = MlflowClient(default_uri(tracking_uri, create=False))
-    try:
-        files = [f.path for f in client.list_artifacts(run_id, "checkpoints")]
-    except MlflowException as err:
-        raise SerError(
-            f"MLflow run {run_id} not found in {client.tracking_uri} ({err.error_code}); "
-            "check the run id or set MLFLOW_TRACKING_URI"
-        ) from None
-    ckpts = [f for f in files if f.endswith(".ckpt")]
-    if not ckpts:
-        raise SerError(
-            f"MLflow run {run_id} has no checkpoint artifact; is it a neural model's run?"
-        )
-    target = Path(tempfile.mkdtemp(prefix="ser-run-"))
-    return Path(client.download_artifacts(run_id, ckpts[0], str(target)))
-
-
 def load_recognizer(ref: str | Path, tracking_uri: str | None = None) -> Recognizer:
     """A Recognizer from a checkpoint path or an MLflow run id (`<id>` or `runs:/<id>`)."""
     text = str(ref)
     match = RUN_ID.match(text)
     if match and not Path(text).exists():
-        return Recognizer.from_checkpoint(_checkpoint_of_run(match.group(2), tracking_uri))
+        return Recognizer.from_checkpoint(checkpoint_of_run(match.group(2), tracking_uri))
     if text.startswith("models:/"):
-        from ser.serve.registry import checkpoint_of_registered_model
-
         return Recognizer.from_checkpoint(checkpoint_of_registered_model(text, tracking_uri))
     path = Path(text)
     if not path.exists():

@@ -1,18 +1,26 @@
 """Streaming a causal classifier over utterances, chunk by chunk, once: the posteriors and
-hidden summaries after every chunk, so that RL episodes are cheap replays."""
+hidden summaries after every chunk, so that RL episodes are cheap replays and a deployed policy
+sees exactly what it was trained on."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
 
 from ser.errors import AudioError, SerError
+from ser.inference.recognizer import Recognizer
 from ser.models.nets.causal import running_mean
-from ser.serve.model import Recognizer
+
+
+class _CausalNet(Protocol):
+    """What streaming uses of a causal net (ser.models.nets.causal): per-frame outputs."""
+
+    def frame_outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Any]: ...
 
 
 @dataclass
@@ -90,7 +98,7 @@ def stream_wave(
     module = recognizer.module
     x = ((feats - module.feature_mean) / module.feature_std).unsqueeze(0)
     with torch.no_grad():
-        logits, hidden, _ = module.net.frame_outputs(x)
+        logits, hidden, _ = cast(_CausalNet, module.net).frame_outputs(x)
     frames = logits.shape[1]
     chunk_frames = max(1, round(chunk_s * rate / hop))
     chunks = math.ceil(frames / chunk_frames)

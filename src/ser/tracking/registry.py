@@ -1,4 +1,6 @@
-"""The MLflow model registry: a trained model as an `mlflow.pyfunc` model that takes raw audio.
+"""MLflow's model store: a run's checkpoint, a registered model's checkpoint, the newest
+usable model, and registration of a trained model as an `mlflow.pyfunc` model that takes raw
+audio (the model class itself is `ser.inference.pyfunc.SERPyfunc`).
 
 `register_model(run_id)` logs the run's checkpoint, wrapped in `SERPyfunc`, into that run
 under the artifact path `model`, registers it as a new version of `ser` and points the alias
@@ -32,12 +34,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from mlflow.pyfunc import PythonModel
 
 from ser.errors import SerError
+from ser.tracking.mlflow import tracking_uri as resolve_tracking_uri
 
 ARTIFACT_PATH = "model"
 CHECKPOINT_KEY = "checkpoint"
+# What ser-predict uses when no --model is given, and how far back it looks for a run.
+DEFAULT_NAME, DEFAULT_ALIAS = "ser", "champion"
+RECENT_RUNS = 50
 MODELS_REF = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))/?$")
 # What the pyfunc model needs besides `ser` itself (pinned to the versions that logged it).
 REQUIREMENTS = (
@@ -53,38 +58,6 @@ REQUIREMENTS = (
     "numpy",
     "pandas",
 )
-
-
-class SERPyfunc(PythonModel):
-    """mlflow.pyfunc model: raw audio rows in, label and class probabilities out."""
-
-    def load_context(self, context: Any) -> None:
-        from ser.serve.model import Recognizer
-
-        self.recognizer = Recognizer.from_checkpoint(context.artifacts[CHECKPOINT_KEY])
-
-    def predict(
-        self, context: Any, model_input: pd.DataFrame, params: dict | None = None
-    ) -> pd.DataFrame:
-        from mlflow.exceptions import MlflowException
-
-        frame = pd.DataFrame(model_input)
-        missing = {"audio", "sample_rate"} - set(frame.columns)
-        if missing:
-            raise MlflowException.invalid_parameter_value(
-                f"input needs the columns audio (list of float samples) and sample_rate (Hz); "
-                f"missing {sorted(missing)}"
-            )
-        names = self.recognizer.class_names
-        rows = []
-        for i, (audio, rate) in enumerate(zip(frame["audio"], frame["sample_rate"], strict=True)):
-            samples = np.asarray(audio, dtype=np.float32)
-            try:
-                pred = self.recognizer.predict_array(samples, int(rate), f"row {i}")
-            except SerError as err:
-                raise MlflowException.invalid_parameter_value(str(err)) from None
-            rows.append({"label": pred.label, **{c: pred.probabilities[c] for c in names}})
-        return pd.DataFrame(rows, columns=["label", *names])
 
 
 def signature(class_names: list[str]) -> Any:
@@ -113,7 +86,7 @@ def input_example(sample_rate: int = 16000) -> pd.DataFrame:
 MODEL_CODE = """\
 from mlflow.models import set_model
 
-from ser.serve.registry import SERPyfunc
+from ser.inference.pyfunc import SERPyfunc
 
 set_model(SERPyfunc())
 """
@@ -129,12 +102,69 @@ def requirements() -> list[str]:
     return pins
 
 
-def _client(tracking_uri: str | None) -> Any:
+def mlflow_client(tracking_uri: str | None = None, create: bool = True) -> Any:
+    """An MlflowClient on `tracking_uri`, else the default store (`ser.tracking.mlflow`)."""
     from mlflow.tracking import MlflowClient
 
-    from ser.tracking.mlflow import tracking_uri as default_uri
+    return MlflowClient(resolve_tracking_uri(tracking_uri, create=create))
 
-    return MlflowClient(default_uri(tracking_uri))
+
+def checkpoint_of_run(run_id: str, tracking_uri: str | None = None) -> Path:
+    """The `.ckpt` in a run's `checkpoints/` artifact, downloaded to a temporary folder."""
+    from mlflow.exceptions import MlflowException
+
+    store = mlflow_client(tracking_uri, create=False)
+    try:
+        files = [f.path for f in store.list_artifacts(run_id, "checkpoints")]
+    except MlflowException as err:
+        raise SerError(
+            f"MLflow run {run_id} not found in {store.tracking_uri} ({err.error_code}); "
+            "check the run id or set MLFLOW_TRACKING_URI"
+        ) from None
+    ckpts = [f for f in files if f.endswith(".ckpt")]
+    if not ckpts:
+        raise SerError(
+            f"MLflow run {run_id} has no checkpoint artifact; is it a neural model's run?"
+        )
+    target = Path(tempfile.mkdtemp(prefix="ser-run-"))
+    return Path(store.download_artifacts(run_id, ckpts[0], str(target)))
+
+
+def default_model(tracking_uri: str | None = None) -> str:
+    """models:/ser@champion if registered, else the newest FINISHED run with a checkpoint, in
+    the store training writes to (`ser.tracking.mlflow.tracking_uri`)."""
+    from mlflow.exceptions import MlflowException
+
+    hint = (
+        "pass --model PATH.ckpt | RUN_ID | models:/ser@champion, or train one with "
+        "`python train.py`"
+    )
+    uri = resolve_tracking_uri(tracking_uri, create=False)
+    db = uri.removeprefix("sqlite:///")
+    if uri.startswith("sqlite:///") and not Path(db).is_file():
+        # do not create an empty store just to look into it
+        raise SerError(f"no --model given and no MLflow store at {db}; {hint}")
+    store = mlflow_client(uri)
+    try:
+        store.get_model_version_by_alias(DEFAULT_NAME, DEFAULT_ALIAS)
+        return f"models:/{DEFAULT_NAME}@{DEFAULT_ALIAS}"
+    except MlflowException:
+        pass  # no such registered model or alias
+    try:
+        experiments = [e.experiment_id for e in store.search_experiments()]
+        runs = store.search_runs(
+            experiments,
+            filter_string="attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+            max_results=RECENT_RUNS,
+        )
+    except MlflowException as err:
+        raise SerError(f"cannot read the MLflow store {uri} ({err.error_code}); {hint}") from None
+    for run in runs:
+        files = store.list_artifacts(run.info.run_id, "checkpoints")
+        if any(f.path.endswith(".ckpt") for f in files):
+            return run.info.run_id
+    raise SerError(f"no --model given and no finished run with a checkpoint in {uri}; {hint}")
 
 
 def _free_artifact_path(client: Any, run_id: str) -> str:
@@ -161,15 +191,15 @@ def register_model(
 
     `checkpoint` is the .ckpt to wrap; by default the run's `checkpoints/` artifact.
     `tracking_uri` defaults to $MLFLOW_TRACKING_URI, else the sqlite store of
-    `ser.tracking.mlflow.default_mlruns_dir()`.
+    `ser.project.default_mlruns_dir()`.
     """
     import mlflow.pyfunc
     from mlflow.exceptions import MlflowException
     from mlflow.models import Model
 
-    from ser.serve.model import Recognizer, _checkpoint_of_run
+    from ser.models.module import load_checkpoint
 
-    client = _client(tracking_uri)
+    client = mlflow_client(tracking_uri)
     try:
         run = client.get_run(run_id)
     except MlflowException as err:
@@ -178,8 +208,9 @@ def register_model(
             "check the run id or the tracking URI"
         ) from None
     if checkpoint is None:
-        checkpoint = _checkpoint_of_run(run_id, client.tracking_uri)
-    recognizer = Recognizer.from_checkpoint(checkpoint)  # fails early on a non-ser file
+        checkpoint = checkpoint_of_run(run_id, client.tracking_uri)
+    module, config = load_checkpoint(checkpoint)  # fails early on a non-ser file
+    class_names, sample_rate = list(module.class_names), int(config["preprocess"]["sample_rate"])
     with tempfile.TemporaryDirectory(prefix="ser-pyfunc-") as tmp:
         local = Path(tmp) / ARTIFACT_PATH
         artifact_path = _free_artifact_path(client, run_id)
@@ -193,10 +224,10 @@ def register_model(
             python_model=str(code),
             mlflow_model=Model(run_id=run_id, artifact_path=artifact_path),
             artifacts={CHECKPOINT_KEY: str(checkpoint)},
-            signature=signature(recognizer.class_names),
-            input_example=input_example(recognizer.sample_rate),
+            signature=signature(class_names),
+            input_example=input_example(sample_rate),
             pip_requirements=requirements(),
-            metadata={"class_names": recognizer.class_names, "run_id": run_id},
+            metadata={"class_names": class_names, "run_id": run_id},
         )
         # Saving imports the model code, which leaves a __pycache__ in the model folder.
         shutil.rmtree(local / "__pycache__", ignore_errors=True)
@@ -223,7 +254,7 @@ def checkpoint_of_registered_model(ref: str, tracking_uri: str | None = None) ->
         raise SerError(
             f"model reference {ref!r} is not models:/<name>@<alias> or models:/<name>/<version>"
         )
-    client = _client(tracking_uri)
+    client = mlflow_client(tracking_uri)
     name, alias, number = match["name"], match["alias"], match["version"]
     try:
         if alias is not None:
