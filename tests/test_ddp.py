@@ -11,7 +11,8 @@ import torch
 from mlflow.tracking import MlflowClient
 from sklearn.metrics import balanced_accuracy_score
 
-from ser.data.datamodule import ShardSampler, leaves_one_behind
+from ser.data.datamodule import leaves_one_behind
+from ser.data.datasets import ShardSampler
 from ser.models.module import load_checkpoint
 from ser.train import build_datamodule
 
