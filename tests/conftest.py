@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from omegaconf import DictConfig, open_dict
@@ -179,3 +180,71 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Tra
 def causal_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> TrainedRun:
     """A streaming classifier (cnn_lstm, model.causal=true), trained once for the RL tests."""
     return train_small_model(tmp_path_factory.mktemp("causal"), data_dir, ["model.causal=true"])
+
+
+# Speech encoders generated from the real transformers classes (no hub, no download): saved
+# with save_pretrained and loaded through the path a hub model takes.
+WAV2VEC_STYLE = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    # Strides 5 * 4 * 4 * 4 = 320 samples a frame, as in the real models (20 ms at 16 kHz).
+    "conv_dim": (32, 32, 32, 32),
+    "conv_kernel": (10, 8, 8, 8),
+    "conv_stride": (5, 4, 4, 4),
+    "num_conv_pos_embeddings": 16,
+    "num_conv_pos_embedding_groups": 4,
+}
+# Family -> the transformers config and model classes (imported when a test asks for one).
+FAMILIES = {
+    "wav2vec2": ("Wav2Vec2Config", "Wav2Vec2Model"),
+    "hubert": ("HubertConfig", "HubertModel"),
+    "wavlm": ("WavLMConfig", "WavLMModel"),
+}
+
+
+def generate_encoder(family: str, folder: Path, seed: int = 0) -> Path:
+    """A 2-layer, 32-wide encoder of the family with its feature extractor, in `folder`."""
+    import transformers
+
+    torch.manual_seed(seed)
+    if family == "whisper":
+        config = transformers.WhisperConfig(
+            d_model=32,
+            encoder_layers=2,
+            decoder_layers=1,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=64,
+            decoder_ffn_dim=64,
+            num_mel_bins=80,
+            vocab_size=100,
+            max_target_positions=32,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+            decoder_start_token_id=1,
+        )
+        transformers.WhisperModel(config).save_pretrained(folder)
+        transformers.WhisperFeatureExtractor(feature_size=80).save_pretrained(folder)
+    else:
+        config_name, model_name = FAMILIES[family]
+        config_class = getattr(transformers, config_name)
+        getattr(transformers, model_name)(config_class(**WAV2VEC_STYLE)).save_pretrained(folder)
+        transformers.Wav2Vec2FeatureExtractor(
+            feature_size=1, sampling_rate=16000, do_normalize=True, return_attention_mask=True
+        ).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def encoders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One small generated encoder per family, for features=ssl and model=ssl_finetune."""
+    root = tmp_path_factory.mktemp("encoders")
+    return {f: generate_encoder(f, root / f) for f in [*FAMILIES, "whisper"]}
+
+
+@pytest.fixture
+def make_encoder() -> Callable[..., Path]:
+    return generate_encoder

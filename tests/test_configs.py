@@ -83,7 +83,9 @@ def check_neural_model(cfg: DictConfig) -> SERModule:
     assert module.run_config["model"]["name"] == cfg.model.name
     assert getattr(module.net, "causal", False) == cfg.model.get("causal", False)
     x = data.extractor(torch.randn(2, 12000))
-    logits = module(x, torch.tensor([x.shape[1], max(1, x.shape[1] // 2)]))
+    # A padded batch; pooled layers of an encoder (ssl_layers) are never padded.
+    short = x.shape[1] if cfg.model.name == "ssl_layers" else max(1, x.shape[1] // 2)
+    logits = module(x, torch.tensor([x.shape[1], short]))
     assert logits.shape == (2, data.num_classes)
     optimizer = module.optimizer_factory(module.parameters())
     assert type(optimizer).__name__ == target_name(cfg.model.optimizer)
@@ -125,9 +127,29 @@ def test_augmentation(option: str, compose: ComposeFn) -> None:
         assert spec(feats).shape == feats.shape
 
 
+# Options that need more than their name: a pretrained encoder's folder (a generated one here).
+def needs(group: str, option: str, encoder: Path) -> list[str]:
+    if group == "features" and option == "ssl":
+        return [f"features.extractor.model={encoder}"]
+    if group == "model" and option == "ssl_finetune":
+        return [f"model.net.model={encoder}"]
+    return []
+
+
+# Models that take one kind of input only, and that input's only models.
+TAKES = {"ssl_finetune": {"waveform"}, "ssl_layers": {"ssl"}}
+
+
+def compatible(model: str, features: str) -> bool:
+    if model in TAKES:
+        return features in TAKES[model]
+    return features != "waveform"  # raw samples: a net with its own front-end
+
+
 @pytest.mark.parametrize("option", options("features"))
-def test_features(option: str, compose: ComposeFn) -> None:
-    extractor = instantiate(compose([f"features={option}"]).features.extractor)
+def test_features(option: str, compose: ComposeFn, encoders: dict[str, Path]) -> None:
+    cfg = compose([f"features={option}", *needs("features", option, encoders["wav2vec2"])])
+    extractor = instantiate(cfg.features.extractor)
     frames = extractor(torch.randn(16000))
     assert frames.ndim == 2
     assert frames.shape[1] == extractor.dim  # models read their input size from here
@@ -141,8 +163,14 @@ def test_features(option: str, compose: ComposeFn) -> None:
 
 @pytest.mark.parametrize("features", options("features"))
 @pytest.mark.parametrize("option", options("model"))
-def test_model(option: str, features: str, compose: ComposeFn) -> None:
-    cfg = compose([f"model={option}", f"features={features}", "paths.output_dir=o"])
+def test_model(option: str, features: str, compose: ComposeFn, encoders: dict[str, Path]) -> None:
+    if not compatible(option, features):
+        pytest.skip(f"model={option} does not take features={features}")
+    encoder = encoders["wav2vec2"]
+    overrides = [*needs("model", option, encoder), *needs("features", features, encoder)]
+    if option == "ssl_layers":
+        overrides.append("features.extractor.output=layers")
+    cfg = compose([f"model={option}", f"features={features}", "paths.output_dir=o", *overrides])
     if "net" not in cfg.model:  # a classical model: an sklearn estimator on functionals
         classical_model(cfg)
         return

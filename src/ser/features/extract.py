@@ -58,6 +58,10 @@ def extract_corpus(
     if waveform_fn is not None and waveform_config is None:
         raise ValueError("waveform_fn needs a waveform_config that names it in the cache key")
     parts = [preprocessor.config(), extractor_config]
+    identity = getattr(extractor, "identity", None)
+    if callable(identity):
+        # A pretrained encoder is named by its config and weights, not only by its name.
+        parts.append(identity())
     # Without a transform the key is unchanged, so existing caches stay valid.
     settings = config_digest(*parts, waveform_config) if waveform_fn else config_digest(*parts)
     result = Extraction(features=[None] * len(paths))

@@ -215,7 +215,7 @@ class SERModule(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:
             raise SerError("this model was loaded for inference; it has no optimizer to train with")
-        optimizer = self.optimizer_factory(params=self.parameters())
+        optimizer = self.optimizer_factory(params=self._parameter_groups())
         if self.scheduler_factory is None:
             return optimizer
         if _is_per_step(self.scheduler_factory):
@@ -237,6 +237,22 @@ class SERModule(pl.LightningModule):
                 "interval": "epoch",
             },
         }
+
+    def _parameter_groups(self) -> Any:
+        """All parameters, or the net's groups with their learning-rate scales applied (a
+        fine-tuned encoder learns slower than its head)."""
+        groups = getattr(self.net, "parameter_groups", None)
+        if not callable(groups):
+            return self.parameters()
+        lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")
+        out = []
+        for group in groups():
+            group = dict(group)
+            scale = group.pop("lr_scale", 1.0)
+            if lr is not None:
+                group["lr"] = lr * scale
+            out.append(group)
+        return out
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CONFIG_KEY] = self.run_config

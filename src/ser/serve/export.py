@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
@@ -311,6 +312,8 @@ def export(
                 "input": candidate.kind,
                 "load": f"torch.jit.load('{TORCHSCRIPT_FILE}')",
                 "max_abs_diff": diff,
+                # Why the front-end is not inside (the features input is the fallback).
+                **({"waveform_error": errors[0]} if candidate.kind == "features" else {}),
             }
             break
         else:
@@ -331,6 +334,7 @@ def export(
                 "exporter": f"torch.onnx.export(dynamo={exporter == 'dynamo'})",
                 "opset": OPSET,
                 "max_abs_diff": diff,
+                **({"waveform_error": errors[0]} if candidate.kind == "features" else {}),
             }
             break
         else:
@@ -403,6 +407,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"wrote {args.out / entry['file']} ({name}, {entry['input']} input{extra}; "
             f"max |diff| vs PyTorch {entry['max_abs_diff']:.1e})"
         )
+        if "waveform_error" in entry:
+            print(
+                f"note: {type(recognizer.extractor).__name__} does not export into {name} "
+                f"({entry['waveform_error']}); this file takes its features, not audio",
+                file=sys.stderr,
+            )
     print(f"wrote {args.out / METADATA_FILE} (classes, sample rate, input, preprocessing)")
 
 
