@@ -401,11 +401,13 @@ def test_random_crop_cuts_random_pieces_of_train_utterances_only(make_cfg: Compo
 
 
 def test_speed_copies_add_cached_faster_and_slower_train_utterances(
-    make_cfg: ComposeFn,
+    make_cfg: ComposeFn, tmp_path: Path
 ) -> None:
-    cfg = make_cfg(["augmentation=speed_copies", "augmentation.speed_copies=[0.8,1.25]"])
+    # A cache of this test's own: the session's shared one holds other tests' features too.
+    cache = f"paths.feature_cache_dir={tmp_path / 'cache'}"
+    cfg = make_cfg(["augmentation=speed_copies", "augmentation.speed_copies=[0.8,1.25]", cache])
     datamodule = build_datamodule(cfg)
-    plain = build_datamodule(make_cfg())
+    plain = build_datamodule(make_cfg([cache]))
     originals, n = plain.split_features("train"), plain.split_size("train")
     train = datamodule.split_features("train")
     assert len(train) == 3 * n and datamodule.targets("train") == plain.targets("train") * 3

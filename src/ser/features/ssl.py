@@ -92,7 +92,7 @@ class SSLFeatures(nn.Module):
         layers: Sequence[int] | None = None,
         pooling: Sequence[str] = ("mean", "std"),
         chunk_s: float = 20.0,
-        device: str = "cpu",
+        device: str = "auto",
         download: bool = False,
     ) -> None:
         super().__init__()
@@ -133,6 +133,8 @@ class SSLFeatures(nn.Module):
             self.dim = width * len(self.layers) * len(self.pooling)
         else:
             self.dim = width
+        if device == "auto":  # the GPU where there is one, as trainer.accelerator=auto does
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         self.encoder.to(device)
         self.device = torch.device(device)
         self._identity: str | None = None
