@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
-from omegaconf import open_dict
 from transformers import AutoFeatureExtractor, AutoModel, WhisperModel
 
 from ser.data.voice import synthesize_utterance
@@ -143,8 +142,6 @@ def test_training_on_ssl_features_is_tracked_and_the_model_predicts(
             *overrides,
         ]
     )
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(tmp_path / "output")
     metrics = train_folds(cfg)
     assert "test/uar" in metrics
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
@@ -195,8 +192,6 @@ def test_fine_tuning_trains_the_encoder_but_not_its_frozen_parts(
             f"save_checkpoint={checkpoint}",
         ]
     )
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(tmp_path / "output")
     train_folds(cfg)
     tuned = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
     original = AutoModel.from_pretrained(encoders[family]).state_dict()
