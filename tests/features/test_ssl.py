@@ -61,6 +61,13 @@ def test_every_output_equals_the_hidden_states_of_transformers(encoders, family:
     assert len(states[0]) == pytest.approx(len(wave) / frames.hop_length, abs=3)
 
 
+def test_a_short_tail_joins_the_chunk_before(encoders) -> None:
+    wave = speech(2.02)  # two 1-s chunks and 20 ms, too short for the conv front-end alone
+    out = SSLFeatures(str(encoders["wav2vec2"]), chunk_s=1.0)(torch.from_numpy(wave))
+    # Each of the two chunks loses the few edge frames its conv receptive field cannot fill.
+    assert len(wave) / 320 - 6 <= len(out) <= len(wave) / 320
+
+
 def test_long_audio_runs_in_chunks_of_whole_encoder_frames(encoders) -> None:
     wave = speech(3.0)
     whole = SSLFeatures(str(encoders["whisper"]), chunk_s=60.0)

@@ -161,8 +161,11 @@ class SSLFeatures(nn.Module):
         """Every layer's hidden states of one waveform, (layers + 1, frames, dim), chunk by
         chunk; Whisper's padded 30-s window is cut back to the frames the audio covers."""
         states = []
-        for start in range(0, max(len(wave), 1), self.chunk_samples):
-            chunk = wave[start : start + self.chunk_samples]
+        starts = list(range(0, max(len(wave), 1), self.chunk_samples))
+        if len(starts) > 1 and len(wave) - starts[-1] < self.sample_rate:
+            starts.pop()  # a tail under 1 s joins the chunk before (too short for the convs)
+        for start, end in zip(starts, [*starts[1:], len(wave)], strict=True):
+            chunk = wave[start:end]
             with torch.inference_mode():
                 out = self.encoder(**self._inputs(chunk), output_hidden_states=True)
             stacked = torch.stack(out.hidden_states)[:, 0]  # (layers + 1, frames, dim)
