@@ -90,15 +90,16 @@ def _fit_and_test_classical(
 ) -> dict[str, float]:
     model.fit(datamodule)
 
-    def evaluate(split: str) -> tuple[dict[str, float], np.ndarray]:
-        preds = model.predict(datamodule, split)
-        metrics = scores(datamodule.targets(split), preds)
-        return metrics | model.cluster_scores(datamodule, split), preds
+    def evaluate(split: str) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+        """A split's scores, predictions and functionals (computed once per split)."""
+        x, targets = model.features(datamodule, split), datamodule.targets(split)
+        preds = model.predict(x)
+        return scores(targets, preds) | model.cluster_scores(x, targets), preds, x
 
-    val, _ = evaluate("val")
+    val, _, _ = evaluate("val")
     metrics = {f"val/{k}": v for k, v in val.items()} | {"val/uar_best": val["uar"]}
     if cfg.get("test"):
-        test, preds = evaluate("test")
+        test, preds, x = evaluate("test")
         metrics |= {f"test/{k}": v for k, v in test.items()}
         write_evaluation(
             datamodule.targets("test"),
@@ -106,7 +107,7 @@ def _fit_and_test_classical(
             datamodule.labels,
             artifacts,
             datamodule.split_utterances("test"),
-            model.posteriors(datamodule, "test"),
+            model.posteriors(x, datamodule.num_classes),
         )
     with atomic_write(artifacts / "model.joblib") as tmp:
         joblib.dump(model.pipeline, tmp)

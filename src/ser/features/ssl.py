@@ -37,8 +37,13 @@ OUTPUTS = ("frames", "pooled", "layers")
 POOLING = ("mean", "std")
 # The wav2vec 2.0 family and the Whisper encoder both produce one frame per 320 samples
 # (20 ms at 16 kHz): the product of the conv strides, or Whisper's hop of 160 and stride 2.
-WHISPER_HOP = 160
+WHISPER_FRAME_SAMPLES = 2 * 160
 WHISPER_CHUNK_S = 30.0
+
+
+def is_whisper(processor: Any) -> bool:
+    """Whether a loaded feature extractor is Whisper's (log-mel input, 30-s windows)."""
+    return "whisper" in type(processor).__name__.lower()
 
 
 def _offline_hint(model: str) -> str:
@@ -73,7 +78,7 @@ def load_pretrained(model: str, download: bool = False) -> tuple[Any, Any]:
                 else " (or features.extractor.download=true where the hub is reachable)"
             )
         ) from None
-    if hasattr(encoder, "get_encoder") and "whisper" in type(encoder).__name__.lower():
+    if is_whisper(extractor):
         encoder = encoder.get_encoder()  # the encoder of the encoder-decoder model
     return encoder.eval(), extractor
 
@@ -103,8 +108,7 @@ class SSLFeatures(nn.Module):
             raise SerError(f"features.extractor.pooling={list(pooling)}: choose from {POOLING}")
         if not chunk_s > 0:
             raise SerError(f"features.extractor.chunk_s={chunk_s} must be > 0 seconds")
-        self.model_name = str(model)
-        self.encoder, self.processor = load_pretrained(self.model_name, download)
+        self.encoder, self.processor = load_pretrained(str(model), download)
         rate = int(getattr(self.processor, "sampling_rate", sample_rate))
         if rate != sample_rate:
             raise SerError(
@@ -112,8 +116,8 @@ class SSLFeatures(nn.Module):
                 f"set preprocess.sample_rate={rate}"
             )
         self.sample_rate = sample_rate
-        self.whisper = "whisper" in type(self.processor).__name__.lower()
-        self.encoder_hop = WHISPER_HOP * 2 if self.whisper else _conv_hop(self.encoder)
+        self.whisper = is_whisper(self.processor)
+        self.encoder_hop = WHISPER_FRAME_SAMPLES if self.whisper else _conv_hop(self.encoder)
         chunk = min(chunk_s, WHISPER_CHUNK_S) if self.whisper else chunk_s
         # Whole encoder frames per chunk, so chunked outputs line up with the unchunked ones.
         self.chunk_samples = max(1, int(chunk * sample_rate) // self.encoder_hop) * (
@@ -123,16 +127,11 @@ class SSLFeatures(nn.Module):
         n_states = int(self.encoder.config.num_hidden_layers) + 1  # the input embeddings too
         chosen = [layer] if layers is None else list(layers)
         self.layers = [_layer_index(i, n_states) for i in chosen]
-        self.n_states = n_states
         self.pooling = list(pooling)
         width = int(self.encoder.config.hidden_size)
+        self.dim = width * len(self.layers) * len(self.pooling) if output == "pooled" else width
         if output == "frames":
-            self.dim = width
             self.hop_length = self.encoder_hop  # frame-level: windows, crops, streaming
-        elif output == "pooled":
-            self.dim = width * len(self.layers) * len(self.pooling)
-        else:
-            self.dim = width
         if device == "auto":  # the GPU where there is one, as trainer.accelerator=auto does
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.encoder.to(device)

@@ -71,18 +71,19 @@ class ClassicalModel:
         else:
             self.pipeline.fit(x, y)
 
-    def posteriors(self, data: SplitFeatures, split: str) -> np.ndarray | None:
-        """Class probabilities (utterances, classes) where the estimator gives them (not SVM
-        without probability=True, not k-means); None otherwise."""
+    def posteriors(self, x: np.ndarray, num_classes: int) -> np.ndarray | None:
+        """Class probabilities (utterances, classes) of functionals rows `x` (`features`) where
+        the estimator gives them (not SVM without probability=True, not k-means); else None."""
         if self.is_clustering or not hasattr(self.pipeline, "predict_proba"):
             return None
-        probs = self.pipeline.predict_proba(self.features(data, split))
-        out = np.zeros((len(probs), data.num_classes))
+        probs = self.pipeline.predict_proba(x)
+        out = np.zeros((len(probs), num_classes))
         out[:, self.pipeline.classes_] = probs  # columns in label order, absent classes 0
         return out
 
-    def predict(self, data: SplitFeatures, split: str) -> np.ndarray:
-        return self._labels(self.pipeline.predict(self.features(data, split)))
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Label indices of functionals rows `x` (`features`)."""
+        return self._labels(self.pipeline.predict(x))
 
     def _labels(self, outputs: np.ndarray) -> np.ndarray:
         """Label indices from the pipeline's outputs (cluster ids are mapped, -1 if unmatched)."""
@@ -90,16 +91,16 @@ class ClassicalModel:
             return np.array([self.cluster_to_label.get(int(c), -1) for c in outputs])
         return outputs
 
-    def cluster_scores(self, data: SplitFeatures, split: str) -> dict[str, float]:
-        """For k-means, how well the clusters match the labels: purity and adjusted Rand index
-        (no label mapping needed); nothing for the classifiers."""
+    def cluster_scores(self, x: np.ndarray, targets: Sequence[int]) -> dict[str, float]:
+        """For k-means, how well the clusters of functionals rows `x` match their labels:
+        purity and adjusted Rand index (no label mapping needed); nothing for classifiers."""
         if not self.is_clustering:
             return {}
-        targets = np.asarray(data.targets(split))
-        clusters = self.pipeline.predict(self.features(data, split))
+        labels = np.asarray(targets)
+        clusters = self.pipeline.predict(x)
         return {
-            "purity": cluster_purity(clusters, targets),
-            "ari": float(adjusted_rand_score(targets, clusters)),
+            "purity": cluster_purity(clusters, labels),
+            "ari": float(adjusted_rand_score(labels, clusters)),
         }
 
 

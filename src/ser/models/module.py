@@ -289,19 +289,15 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[SERMod
         raise SerError(f"checkpoint {path} not found; train one with `python train.py`")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        # A class or function to rebuild (a pickled object), or bytes that are no checkpoint.
-        if "Unsupported global" not in str(err):
+    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError) as err:
+        # torch names the class or function a pickled object would rebuild; anything else is
+        # bytes that are no checkpoint.
+        if isinstance(err, pickle.UnpicklingError) and "Unsupported global" in str(err):
             raise SerError(
-                f"{path} is not a readable checkpoint (UnpicklingError); give a .ckpt saved "
-                "by `python train.py`"
+                f"{path} holds pickled Python objects, which could run code when loaded, so "
+                f"ser does not load it; if you trust its source, convert it with "
+                f"`{CONVERT_HINT.format(path=path)}`"
             ) from None
-        raise SerError(
-            f"{path} holds pickled Python objects, which could run code when loaded, so ser "
-            f"does not load it; if you trust its source, convert it with "
-            f"`{CONVERT_HINT.format(path=path)}`"
-        ) from None
-    except (EOFError, RuntimeError, ValueError) as err:
         raise SerError(
             f"{path} is not a readable checkpoint ({type(err).__name__}); give a .ckpt saved "
             "by `python train.py`"

@@ -16,7 +16,7 @@ from torch import nn
 
 from ser.errors import SerError
 from ser.features.functionals import time_mask
-from ser.features.ssl import WHISPER_HOP, load_pretrained
+from ser.features.ssl import WHISPER_FRAME_SAMPLES, is_whisper, load_pretrained
 from ser.models.nets.layers import classifier_head
 
 
@@ -41,10 +41,9 @@ class SSLClassifier(nn.Module):
                 f"model=ssl_finetune takes the waveform, not {input_dim}-dim features; "
                 "add features=waveform"
             )
-        self.model_name = model
         encoder, self.processor = load_pretrained(model, download)
         self.encoder: Any = encoder.train()
-        self.whisper = "whisper" in type(self.processor).__name__.lower()
+        self.whisper = is_whisper(self.processor)
         # LayerDrop skips layers at random in training, and with them their hidden states:
         # the weighted sum over layers needs every one.
         for name in ("layerdrop", "encoder_layerdrop"):
@@ -86,7 +85,7 @@ class SSLClassifier(nn.Module):
             ]
             rate = int(self.processor.sampling_rate)
             feats = self.processor(numpy_waves, sampling_rate=rate, return_tensors="pt")
-            frames = torch.ceil(lengths / (2 * WHISPER_HOP)).long()
+            frames = torch.ceil(lengths / WHISPER_FRAME_SAMPLES).long()
             return {"input_features": feats["input_features"].to(waves.device)}, frames
         mask = time_mask(lengths, waves.shape[1]).to(waves.dtype)
         if getattr(self.processor, "do_normalize", False):
