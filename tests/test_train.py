@@ -216,6 +216,33 @@ def test_cli_invalid_number_is_one_line_before_any_work(
     assert not (tmp_path / "mlruns").exists()  # no run was started, none left FAILED
 
 
+@pytest.mark.parametrize(
+    ("overrides", "key", "where"),
+    [
+        (["features=ssl"], "features.extractor.model", "conf/features/ssl.yaml"),
+        (
+            ["model=ssl_finetune", "features=waveform"],
+            "model.net.model",
+            "conf/model/ssl_finetune.yaml",
+        ),
+    ],
+)
+def test_a_required_key_left_unset_is_one_line_before_any_work(
+    make_cfg: ComposeFn,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    overrides: list[str],
+    key: str,
+    where: str,
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(make_cfg(overrides))
+    assert exit_info.value.code == 2
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert line == f"error: {key} has no default; add {key}=<value> to the command (see {where})"
+    assert not (tmp_path / "mlruns").exists()
+
+
 def test_a_missing_optimized_metric_suggests_validation_metrics_only() -> None:
     from ser.train import metric_to_optimise
 

@@ -5,7 +5,7 @@ whose values a user types."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
@@ -61,8 +61,34 @@ TRAINING_CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
 ]
 
 
+def check_required(cfg: DictConfig) -> None:
+    """Raise SerError for the first key that has no default (`???` in its yaml) and was not
+    set, naming the key and the config file that says what it takes."""
+    plain = OmegaConf.to_container(cfg, resolve=False, throw_on_missing=False)
+    missing = next(_missing_keys(plain, ""), None)
+    if missing is None:
+        return
+    group = missing.split(".")[0]
+    option = OmegaConf.select(cfg, f"{group}.name", default=None, throw_on_missing=False)
+    where = f" (see conf/{group}/{option}.yaml)" if isinstance(option, str) else ""
+    raise SerError(f"{missing} has no default; add {missing}=<value> to the command{where}")
+
+
+def _missing_keys(node: Any, prefix: str) -> Iterator[str]:
+    """Dotted keys whose value is OmegaConf's `???`, depth first, in config order."""
+    items = node.items() if isinstance(node, dict) else enumerate(node or [])
+    for key, value in items:
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if value == "???":
+            yield name
+        elif isinstance(value, dict | list):
+            yield from _missing_keys(value, name)
+
+
 def check_training_config(cfg: DictConfig) -> None:
-    """Raise SerError for the first value that a training run could not use."""
+    """Raise SerError for a required key left unset, then for the first value that a training
+    run could not use."""
+    check_required(cfg)
     for key, valid, takes in TRAINING_CHECKS:
         value = OmegaConf.select(cfg, key, default=_ABSENT)
         if value is not _ABSENT and not valid(value):

@@ -13,6 +13,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from ser.config import check_required
 from ser.data.datamodule import build_datamodule
 from ser.errors import SerError, exit_on_user_error
 from ser.evaluate.metrics import write_evaluation
@@ -23,6 +24,7 @@ from ser.project import CONFIG_DIR
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
+    check_required(cfg)  # ckpt_path above all
     model, stored = load_checkpoint(cfg.ckpt_path)
     trained = OmegaConf.create(stored)
     if list(trained.dataset.labels) != list(cfg.dataset.labels):
