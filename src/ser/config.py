@@ -61,11 +61,16 @@ TRAINING_CHECKS: list[tuple[str, Callable[[Any], bool], str]] = [
 ]
 
 
+# Required keys whose absence a later step explains better: an unset dataset.labels gets the
+# labels the corpus has (ser.data.manifest), which only reading the corpus can tell.
+ANSWERED_LATER = ("dataset.labels",)
+
+
 def check_required(cfg: DictConfig) -> None:
     """Raise SerError for the first key that has no default (`???` in its yaml) and was not
     set, naming the key and the config file that says what it takes."""
     plain = OmegaConf.to_container(cfg, resolve=False, throw_on_missing=False)
-    missing = next(_missing_keys(plain, ""), None)
+    missing = next((k for k in _missing_keys(plain, "") if k not in ANSWERED_LATER), None)
     if missing is None:
         return
     group = missing.split(".")[0]
