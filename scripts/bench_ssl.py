@@ -7,7 +7,9 @@ real weights the 6-fold RAVDESS UAR of the frozen-features recipe and of fine-tu
 
 Throughput: the real-time factor (compute seconds / audio seconds) of `SSLFeatures` on --files
 recordings (RAVDESS under --audio if present, else generated speech), on 1 thread and on all
-cores, each in a fresh process whose peak resident memory is reported. A generated model has
+cores, one file per encoder call and in batches (as corpus extraction runs), and of the causal
+variant for Emo-RL streams (`block_s`, not for Whisper); each in a fresh process whose peak
+resident memory is reported. A generated model has
 the architecture of the real one (base: 12 layers of 768), so its speed is the real model's;
 its random weights make its features meaningless, hence no UAR without --model.
 """
@@ -97,7 +99,9 @@ def resident_mib() -> float:
     return float("nan")
 
 
-def child(model: str, threads: int, files: int, audio_dir: Path) -> None:
+def child(
+    model: str, threads: int, batch: int, block_s: float | None, files: int, audio_dir: Path
+) -> None:
     """One measurement in this process: prints a JSON line."""
     import torch
 
@@ -106,12 +110,12 @@ def child(model: str, threads: int, files: int, audio_dir: Path) -> None:
 
     waves, source = audio(files, audio_dir)
     before = resident_mib()
-    extractor = SSLFeatures(model, output="frames")
+    extractor = SSLFeatures(model, output="frames", batch_size=batch, block_s=block_s)
     loaded = resident_mib()
-    extractor(torch.from_numpy(waves[0]))  # warm-up
+    extractor.extract_batch(waves[:1])  # warm-up
     start = time.perf_counter()
-    for wave in waves:
-        extractor(torch.from_numpy(wave))
+    for first in range(0, len(waves), 4 * batch):  # as extract_corpus hands them over
+        extractor.extract_batch(waves[first : first + 4 * batch])
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     heard = sum(len(w) for w in waves) / 16000
@@ -119,6 +123,7 @@ def child(model: str, threads: int, files: int, audio_dir: Path) -> None:
         json.dumps(
             {
                 "threads": threads,
+                "batch": batch,
                 "rtf": seconds / heard,
                 "files_per_s": len(waves) / seconds,
                 "model_mib": loaded - before,
@@ -165,28 +170,44 @@ def main() -> None:
         "--family", default="wav2vec2", choices=["wav2vec2", "hubert", "wavlm", "whisper"]
     )
     parser.add_argument("--size", default="base", choices=list(SIZES))
-    parser.add_argument("--files", type=int, default=10)
+    parser.add_argument("--files", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=8, help="batch size to compare with 1")
+    parser.add_argument("--block-s", type=float, help="the causal variant's block (default 0.24 s)")
     parser.add_argument("--audio", type=Path, default=RAVDESS)
     parser.add_argument("--uar", action="store_true", help="also the 6-fold RAVDESS UAR runs")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        child(args.model, args.child, args.files, args.audio)
+        child(args.model, args.child, args.batch, args.block_s, args.files, args.audio)
         return
     with tempfile.TemporaryDirectory(prefix="ser-bench-ssl-") as tmp:
         model = args.model or str(generate(args.family, args.size, Path(tmp) / "model"))
         label = args.model or f"generated {args.family} ({args.size}, random weights)"
         print(f"model: {label}")
         cores = os.cpu_count() or 1
-        for threads in sorted({1, cores}):
+        runs = [(t, b, None) for t in sorted({1, cores}) for b in sorted({1, args.batch})]
+        if args.family != "whisper" or args.model:
+            runs.append((cores, args.batch, args.block_s or 0.24))
+        rtf = {}
+        for threads, batch, block in runs:
             command = [sys.executable, __file__, "--child", str(threads), "--model", model,
-                       "--files", str(args.files), "--audio", str(args.audio)]  # fmt: skip
-            out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-            row = json.loads(out.strip().splitlines()[-1])
+                       "--batch", str(batch), "--files", str(args.files),
+                       "--audio", str(args.audio)]  # fmt: skip
+            if block is not None:
+                command += ["--block-s", str(block)]
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode:
+                print(f"{threads} thread(s), batch {batch}: {done.stderr.strip()[-300:]}")
+                continue
+            row = json.loads(done.stdout.strip().splitlines()[-1])
+            rtf[threads, batch, block] = row["rtf"]
+            how = f"causal blocks of {block} s" if block else f"batch {batch}"
+            single = rtf.get((threads, 1, None)) if block is None and batch > 1 else None
             print(
-                f"{row['threads']:>2} thread(s): RTF {row['rtf']:.3f}  "
-                f"{row['files_per_s']:.2f} files/s  model +{row['model_mib']:.0f} MiB  "
-                f"peak {row['peak_mib']:.0f} MiB  ({row['source']})"
+                f"{threads:>2} thread(s), {how:>24}: RTF {row['rtf']:.3f}"
+                + (f" ({single / row['rtf']:.2f}x faster than batch 1)" if single else "")
+                + f"  {row['files_per_s']:.2f} files/s  model +{row['model_mib']:.0f} MiB"
+                f"  peak {row['peak_mib']:.0f} MiB  ({row['source']})"
             )
         if args.uar:
             if not args.model:

@@ -3,9 +3,12 @@ generated once per session, and a temporary MLflow store per test."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +69,49 @@ def make_cfg(tmp_path: Path, data_dir: Path) -> ComposeFn:
         return cfg
 
     return make
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def ser_server(model: Path, cwd: Path, timeout_s: float = 120) -> Iterator[str]:
+    """A real `ser-serve` process for `model` on a free port of 127.0.0.1: its base URL once
+    /health answers (within timeout_s), stopped (SIGTERM, then SIGKILL) on exit."""
+    import httpx
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ser.serve.http", "--model", str(model),
+         "--host", "127.0.0.1", "--port", str(port), "--timeout-s", "120"],
+        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            assert server.poll() is None, server.communicate()[0]
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, f"server did not come up within {timeout_s} s"
+            time.sleep(0.5)
+        yield base
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
 
 
 def run_cli(
@@ -204,8 +250,10 @@ FAMILIES = {
 }
 
 
-def generate_encoder(family: str, folder: Path, seed: int = 0) -> Path:
-    """A 2-layer, 32-wide encoder of the family with its feature extractor, in `folder`."""
+def generate_encoder(family: str, folder: Path, seed: int = 0, layer_norm: bool = False) -> Path:
+    """A 2-layer, 32-wide encoder of the family with its feature extractor, in `folder`: a
+    group-norm conv front-end as in the base models, or with `layer_norm` a per-frame one as in
+    the large ones (wav2vec2-large-lv60, hubert-large), whose padded batches are masked."""
     import transformers
 
     torch.manual_seed(seed)
@@ -231,7 +279,9 @@ def generate_encoder(family: str, folder: Path, seed: int = 0) -> Path:
     else:
         config_name, model_name = FAMILIES[family]
         config_class = getattr(transformers, config_name)
-        getattr(transformers, model_name)(config_class(**WAV2VEC_STYLE)).save_pretrained(folder)
+        norm = {"feat_extract_norm": "layer", "do_stable_layer_norm": True} if layer_norm else {}
+        model = getattr(transformers, model_name)(config_class(**WAV2VEC_STYLE, **norm))
+        model.save_pretrained(folder)
         transformers.Wav2Vec2FeatureExtractor(
             feature_size=1, sampling_rate=16000, do_normalize=True, return_attention_mask=True
         ).save_pretrained(folder)

@@ -241,6 +241,7 @@ def _fit_and_test(
                 cfg.register_model,
                 tracking_uri=logger_tracking_uri(mlflow),
                 checkpoint=best,
+                bundle_encoder=bool(cfg.get("register_bundle_encoder")),
             )
             print(f"Registered models:/{cfg.register_model}/{version} (alias champion)")
     return metrics

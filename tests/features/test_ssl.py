@@ -3,11 +3,14 @@ download): saved with save_pretrained and loaded through the path a hub model ta
 
 from __future__ import annotations
 
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import ser_server
 from mlflow.tracking import MlflowClient
 from transformers import AutoFeatureExtractor, AutoModel, WhisperModel
 
@@ -78,6 +81,75 @@ def test_long_audio_runs_in_chunks_of_whole_encoder_frames(encoders) -> None:
     assert out.shape == whole(torch.from_numpy(wave)).shape == (int(np.ceil(len(wave) / 320)), 32)
 
 
+def encoder_calls(extractor: SSLFeatures) -> list[int]:
+    """Batch sizes of the encoder's calls, recorded by a forward hook."""
+    sizes: list[int] = []
+    extractor.encoder.register_forward_hook(
+        lambda _module, args, kwargs, _out: sizes.append(
+            len(kwargs.get("input_values", kwargs.get("input_features")))
+        ),
+        with_kwargs=True,
+    )
+    return sizes
+
+
+@pytest.mark.parametrize("family", ["wav2vec2", "wav2vec2-layer-norm", "whisper"])
+def test_batched_extraction_equals_one_file_at_a_time(
+    encoders, make_encoder, tmp_path: Path, family: str
+) -> None:
+    if family == "wav2vec2-layer-norm":
+        folder = make_encoder("wav2vec2", tmp_path / "large", layer_norm=True)
+    else:
+        folder = encoders[family]
+    waves = [speech(s) for s in (1.1, 1.7, 1.1, 2.3, 1.1)]
+    one = SSLFeatures(str(folder), batch_size=1)
+    expected = [one(torch.from_numpy(w)).numpy() for w in waves]
+    batched = SSLFeatures(str(folder), batch_size=4)
+    calls = encoder_calls(batched)
+    for got, want in zip(batched.extract_batch(waves), expected, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    if family == "wav2vec2":
+        # A group-norm front-end normalises over time, padding included: one length a call.
+        assert sorted(calls) == [1, 1, 3]
+    else:
+        # Masked padding (or Whisper's fixed 30-s windows): any lengths share a call.
+        assert calls == [4, 1]
+
+
+def test_corpus_extraction_batches_files_on_every_thread(
+    encoders, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import soundfile as sf
+
+    paths = []
+    for i in range(5):
+        sf.write(tmp_path / f"{i}.wav", speech(1.2), 16000)
+        paths.append(str(tmp_path / f"{i}.wav"))
+    (tmp_path / "broken.wav").write_bytes(b"RIFF not audio")
+    paths.insert(2, str(tmp_path / "broken.wav"))
+    extractor = SSLFeatures(str(encoders["whisper"]), batch_size=4)
+    calls = encoder_calls(extractor)
+    threads: list[int] = []
+    encode = extractor._encode
+
+    def encode_counting_threads(chunks):
+        threads.append(torch.get_num_threads())
+        return encode(chunks)
+
+    monkeypatch.setattr(extractor, "_encode", encode_counting_threads)
+    result = extract_corpus(
+        paths, Preprocessor(sample_rate=16000), extractor, {"model": "w"}, progress=False, n_jobs=2
+    )
+    assert calls == [4, 1]  # five readable files, batches of four, in this process
+    assert threads == [torch.get_num_threads()] * 2  # not one thread per file as for logmel
+    assert list(result.skipped) == [str(tmp_path / "broken.wav")]
+    np.testing.assert_allclose(
+        result.features[0],
+        extractor(torch.from_numpy(Preprocessor(16000).load(paths[0]))),
+        atol=1e-5,
+    )
+
+
 def test_other_weights_under_the_same_name_are_extracted_afresh(
     tmp_path: Path, make_encoder
 ) -> None:
@@ -140,10 +212,13 @@ def test_training_on_ssl_features_is_tracked_and_the_model_predicts(
     from ser.train import train_folds
 
     checkpoint = tmp_path / "model.ckpt"
+    weights = encoders[family]
+    if family == "wav2vec2":  # a copy of its own, taken away below
+        weights = Path(shutil.copytree(weights, tmp_path / "weights" / family))
     cfg = make_cfg(
         [
             "features=ssl",
-            f"features.extractor.model={encoders[family]}",
+            f"features.extractor.model={weights}",
             "trainer.max_epochs=1",
             f"save_checkpoint={checkpoint}",
             *overrides,
@@ -155,7 +230,7 @@ def test_training_on_ssl_features_is_tracked_and_the_model_predicts(
     (experiment,) = [e for e in client.search_experiments() if e.name != "Default"]
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.status == "FINISHED"
-    assert run.data.params["features/extractor/model"] == str(encoders[family])
+    assert run.data.params["features/extractor/model"] == str(weights)
 
     recognizer = load_recognizer(checkpoint)  # the encoder found again from the checkpoint
     wave = speech()
@@ -178,6 +253,38 @@ def test_training_on_ssl_features_is_tracked_and_the_model_predicts(
     assert out["label"][0] == prediction.label
     for name, probability in prediction.probabilities.items():
         assert out[name][0] == pytest.approx(probability, abs=1e-5)
+    # ser-serve, a real server in another working directory: the encoder found from there too.
+    import io
+
+    import httpx
+    import soundfile as sf
+
+    buffer = io.BytesIO()
+    sf.write(buffer, wave, 16000, format="WAV", subtype="FLOAT")  # no quantising
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with ser_server(checkpoint, elsewhere) as base:
+        files = {"file": ("clip.wav", buffer.getvalue(), "audio/wav")}
+        body = httpx.post(f"{base}/predict", files=files, timeout=120).json()
+    assert body["label"] == prediction.label
+    for name, probability in prediction.probabilities.items():
+        assert body["probabilities"][name] == pytest.approx(probability, abs=1e-5)
+
+    # Registered with a copy of the encoder, the model loads where the folder is gone; the
+    # version that only named the folder says which folder is missing.
+    version = register_model(
+        run.info.run_id, "ser_ssl", tracking_uri=uri, checkpoint=checkpoint, bundle_encoder=True
+    )
+    shutil.move(weights, tmp_path / "moved")
+    bundled = client.download_artifacts(run.info.run_id, "model-2", str(tmp_path / "bundled"))
+    out = mlflow.pyfunc.load_model(bundled).predict(
+        pd.DataFrame({"audio": [wave.tolist()], "sample_rate": [16000]})
+    )
+    assert out["label"][0] == prediction.label
+    again = load_recognizer(f"models:/ser_ssl/{version}", uri).predict_array(wave, 16000)
+    assert again.probabilities == pytest.approx(prediction.probabilities, abs=1e-5)
+    with pytest.raises(SerError, match="no such directory"):
+        load_recognizer("models:/ser_ssl/1", uri)
 
 
 @pytest.mark.slow
@@ -242,3 +349,51 @@ def test_the_encoder_learns_slower_than_the_head_and_its_front_end_not_at_all(en
     assert all(id(p) in trained for p in net.encoder.encoder.layers[1].parameters())
     with pytest.raises(SerError, match="add features=waveform"):
         SSLClassifier(40, 4, str(encoders["wavlm"]))
+
+
+def test_whisper_has_no_causal_variant_and_says_why(encoders) -> None:
+    with pytest.raises(SerError, match="fixed 30-s windows") as err:
+        SSLFeatures(str(encoders["whisper"]), block_s=0.24)
+    assert "\n" not in str(err.value)
+    with pytest.raises(SerError, match="output=frames"):
+        SSLFeatures(str(encoders["hubert"]), block_s=0.24, output="pooled")
+
+
+@pytest.mark.slow
+def test_the_causal_variant_streams_without_hearing_ahead(encoders, make_cfg, tmp_path) -> None:
+    """block_s: a causal CNN-LSTM on block-encoded frames; each chunk's posterior is the same
+    whether or not the audio after it exists, as an Emo-RL stream needs."""
+    from ser.inference.streaming import check_streaming, stream_wave
+    from ser.train import train_folds
+
+    checkpoint = tmp_path / "model.ckpt"
+    cfg = make_cfg(
+        [
+            "features=ssl",
+            f"features.extractor.model={encoders['wav2vec2']}",
+            "features.extractor.block_s=0.24",
+            "features.extractor.context_s=0.48",
+            "model=cnn_lstm",
+            "model.causal=true",
+            "trainer.max_epochs=1",
+            f"save_checkpoint={checkpoint}",
+        ]
+    )
+    train_folds(cfg)
+    recognizer = load_recognizer(checkpoint)
+    check_streaming(recognizer)
+    extractor = recognizer.extractor
+    wave = speech(2.0)
+    whole = stream_wave(recognizer, wave, chunk_s=0.24)
+    k = 3  # the audio up to the end of chunk k's last frame window, and nothing after it
+    cut = (k * extractor.block_frames - 1) * 320 + extractor.receptive_field
+    heard = stream_wave(recognizer, wave[:cut], chunk_s=0.24)
+    assert heard.chunks == k < whole.chunks
+    np.testing.assert_allclose(heard.posteriors, whole.posteriors[:k], atol=1e-5)
+    assert not np.allclose(whole.posteriors[k - 1], whole.posteriors[-1], atol=1e-4)
+
+    with pytest.raises(SerError, match="multiple of block_s"):
+        stream_wave(recognizer, wave, chunk_s=0.36)
+    recognizer.extractor = SSLFeatures(str(encoders["wav2vec2"]))  # attends over whole chunks
+    with pytest.raises(SerError, match=re.escape("features.extractor.block_s=<rl.chunk_s>")):
+        check_streaming(recognizer)

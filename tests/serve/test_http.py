@@ -7,8 +7,6 @@ import io
 import os
 import re
 import socket
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +16,7 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import ser_server
 from fastapi.testclient import TestClient
 
 from ser.inference.recognizer import Recognizer, load_recognizer
@@ -212,36 +211,11 @@ def test_full_queue_is_503_and_the_queued_request_still_succeeds(
 # ---- the real server ---------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_real_server_answers_50_concurrent_requests_like_the_recognizer(
     trained_run, recognizer: Recognizer, speech_wav, repo_root
 ) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "ser.serve.http", "--model", str(trained_run.checkpoint),
-         "--host", "127.0.0.1", "--port", str(port), "--timeout-s", "120"],
-        cwd=repo_root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, server.communicate()[0]
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not come up within 120 s"
-            time.sleep(0.5)
+    with ser_server(trained_run.checkpoint, repo_root) as base:
         expected = recognizer.predict_file(speech_wav)
         data = speech_wav.read_bytes()
         with httpx.Client(base_url=base, timeout=120) as http:
@@ -257,13 +231,6 @@ def test_real_server_answers_50_concurrent_requests_like_the_recognizer(
             assert body["label"] == expected.label
             for name, p in expected.probabilities.items():
                 assert abs(body["probabilities"][name] - p) <= 1e-5
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
 
 
 @pytest.mark.parametrize("port", ["busy", "99999"])

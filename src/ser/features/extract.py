@@ -53,7 +53,9 @@ def extract_corpus(
     (a speed-perturbed copy, say); `waveform_config` describes it and is part of the cache key.
     Files not in the cache are preprocessed and extracted by `n_jobs` worker processes (-1 or
     None: one per core; 1: in this process). Each worker writes its files' cache entries
-    atomically, so parallel runs and crashes never leave a half-written entry.
+    atomically, so parallel runs and crashes never leave a half-written entry. An extractor
+    with `extract_batch` (a pretrained encoder) runs in this process on every thread, a few
+    batches of files at a time: one copy of a large model, and batched calls are its speed.
     """
     if waveform_fn is not None and waveform_config is None:
         raise ValueError("waveform_fn needs a waveform_config that names it in the cache key")
@@ -81,7 +83,9 @@ def extract_corpus(
         else:
             result.features[index] = feats
             result.cache_hits += 1
-    workers = min(resolve_jobs(n_jobs), len(todo))
+    batch_size = int(getattr(extractor, "batch_size", 1))
+    batched = callable(getattr(extractor, "extract_batch", None))
+    workers = 1 if batched else min(resolve_jobs(n_jobs), len(todo))
     job = functools.partial(
         _extract_files,
         preprocessor=preprocessor,
@@ -91,7 +95,8 @@ def extract_corpus(
     )
     with tqdm(total=len(todo), desc="features", unit="file", disable=not progress) as bar:
         if workers <= 1:
-            outputs = (job([item]) for item in todo)
+            step = 4 * batch_size if batched else 1  # a few batches to sort by length
+            outputs = (job(todo[i : i + step]) for i in range(0, len(todo), step))
         else:
             # A few chunks per worker: little pickling, and the cores stay busy to the end.
             chunks = [todo[i :: workers * 4] for i in range(workers * 4)]
@@ -135,26 +140,36 @@ def _extract_files(
 ) -> list[tuple[int, np.ndarray | None, str | None]]:
     """(index, features or None, skip reason or None) of each file; runs in a worker process
     or in this one. A file whose extraction raises is skipped with the error as its reason."""
-    # Per-utterance transforms are too small to split across threads: one thread is many times
-    # faster than several that contend with each other (and the cores go to the workers).
+    batched = callable(getattr(extractor, "extract_batch", None))
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    if not batched:
+        # Per-utterance transforms are too small to split across threads: one thread is many
+        # times faster than several that contend with each other (the cores go to the workers).
+        torch.set_num_threads(1)
     out: list[tuple[int, np.ndarray | None, str | None]] = []
     try:
+        loaded: list[tuple[int, str, str | None, np.ndarray]] = []
         for index, path, key in items:
             try:
                 wave = preprocessor.load(path)
                 if waveform_fn is not None:
                     wave = waveform_fn(wave, preprocessor.sample_rate)
-                feats = features_of(wave, extractor)
+                loaded.append((index, path, key, wave))
+            except Exception as err:
+                out.append((index, None, _skip_reason(err)))
+        computed: list[np.ndarray] | None = None
+        if batched and len(loaded) > 1:
+            try:
+                computed = extractor.extract_batch([wave for *_, wave in loaded])  # type: ignore[operator]
+            except Exception:  # one file's failure: extracted one by one below, to name it
+                computed = None
+        for position, (index, path, key, wave) in enumerate(loaded):
+            try:
+                feats = computed[position] if computed is not None else features_of(wave, extractor)
                 if len(feats) == 0:
                     raise AudioError(path, "too short for one analysis window of the features")
-            except AudioError as err:
-                out.append((index, None, err.reason))
-                continue
-            except Exception as err:  # one file's crash is its skip reason, not the run's end
-                reason = f"feature extraction failed ({type(err).__name__}: {err})"
-                out.append((index, None, reason))
+            except Exception as err:
+                out.append((index, None, _skip_reason(err)))
                 continue
             if cache is not None and key is not None:
                 cache.put(key, feats)
@@ -162,3 +177,11 @@ def _extract_files(
     finally:
         torch.set_num_threads(threads)
     return out
+
+
+def _skip_reason(err: Exception) -> str:
+    """Why a file was skipped: an audio problem's own reason; any other crash of one file is
+    its skip reason too, not the end of the run."""
+    if isinstance(err, AudioError):
+        return err.reason
+    return f"feature extraction failed ({type(err).__name__}: {err})"

@@ -15,6 +15,16 @@ in inference mode, and the output is one of
 * ``layers``: every layer's mean over frames, (layers, dim) per utterance, for a net that learns
   a weighted sum of layers (the SUPERB recipe), extracted and cached once.
 
+Corpus extraction is batched (`batch_size` chunks per encoder call, sorted by length): padded
+where padding is masked exactly (Whisper's fixed windows, a layer-norm front-end with an
+attention mask), else only chunks of one length share a call, so batched features equal the
+one-at-a-time ones.
+
+The encoders attend over a whole chunk, so a frame sees audio after it. With `block_s` the
+frames are encoded block by block (each block with `context_s` of audio before it and nothing
+after it): a causal variant for Emo-RL streams. Whisper has none: its encoder takes fixed
+30-s windows, so every block would cost a full 30-s pass.
+
 The feature cache is keyed by the model's identity (its config and a hash of its weights), not
 by its name, so another checkpoint under the same name is extracted afresh.
 """
@@ -97,6 +107,9 @@ class SSLFeatures(nn.Module):
         layers: Sequence[int] | None = None,
         pooling: Sequence[str] = ("mean", "std"),
         chunk_s: float = 20.0,
+        batch_size: int = 8,
+        block_s: float | None = None,
+        context_s: float = 2.0,
         device: str = "auto",
         download: bool = False,
     ) -> None:
@@ -108,6 +121,13 @@ class SSLFeatures(nn.Module):
             raise SerError(f"features.extractor.pooling={list(pooling)}: choose from {POOLING}")
         if not chunk_s > 0:
             raise SerError(f"features.extractor.chunk_s={chunk_s} must be > 0 seconds")
+        if batch_size < 1:
+            raise SerError(f"features.extractor.batch_size={batch_size} must be at least 1")
+        if block_s is not None and not (block_s > 0 and output == "frames" and context_s >= 0):
+            raise SerError(
+                f"features.extractor.block_s={block_s} (context_s={context_s}) streams frames: "
+                "set output=frames, block_s > 0 and context_s >= 0"
+            )
         self.encoder, self.processor = load_pretrained(str(model), download)
         rate = int(getattr(self.processor, "sampling_rate", sample_rate))
         if rate != sample_rate:
@@ -123,6 +143,28 @@ class SSLFeatures(nn.Module):
         self.chunk_samples = max(1, int(chunk * sample_rate) // self.encoder_hop) * (
             self.encoder_hop
         )
+        self.batch_size = batch_size
+        # Padded batches equal one-at-a-time outputs only where the padding is masked all the
+        # way: Whisper (every input is a padded 30-s window anyway) and a per-frame layer-norm
+        # front-end; a group-norm one (wav2vec2-base, hubert-base) normalises over time,
+        # padding included, so there only chunks of one length share a batch.
+        self.pads_exactly = (
+            self.whisper or getattr(self.encoder.config, "feat_extract_norm", "") == "layer"
+        )
+        self.block_frames: int | None = None
+        if block_s is not None:
+            if self.whisper:
+                raise SerError(
+                    f"{model}: Whisper's encoder has no causal variant (it takes fixed 30-s "
+                    "windows, so every block would cost a full 30-s pass); stream with wav2vec "
+                    "2.0, HuBERT or WavLM and block_s, or with features=logmel"
+                )
+            self.block_frames = max(1, round(block_s * sample_rate / self.encoder_hop))
+            self.context_samples = round(context_s * sample_rate / self.encoder_hop) * (
+                self.encoder_hop
+            )
+            self.receptive_field = _receptive_field(self.encoder, self.encoder_hop)
+        self.causal = self.block_frames is not None
         self.output = output
         n_states = int(self.encoder.config.num_hidden_layers) + 1  # the input embeddings too
         chosen = [layer] if layers is None else list(layers)
@@ -148,36 +190,92 @@ class SSLFeatures(nn.Module):
             self._identity = digest.hexdigest()
         return {"model_identity": self._identity}
 
-    def _inputs(self, chunk: np.ndarray) -> dict[str, torch.Tensor]:
-        """The model's own front-end on one chunk: normalisation, or Whisper's log-mel."""
+    def frames_of(self, samples: int) -> int:
+        """Output frames of `samples` of audio: those whose conv window fits in it, or for
+        Whisper the 20-ms frames the audio covers (its padded window cut back)."""
         if self.whisper:
-            features = self.processor(chunk, sampling_rate=self.sample_rate, return_tensors="pt")
-            return {"input_features": features["input_features"].to(self.device)}
-        values = self.processor(chunk, sampling_rate=self.sample_rate, return_tensors="pt")
-        return {"input_values": values["input_values"].to(self.device)}
+            return math.ceil(samples / self.encoder_hop)
+        return int(self.encoder._get_feat_extract_output_lengths(samples))
+
+    def _pieces(self, samples: int) -> list[tuple[int, int, int, int]]:
+        """(start, end, first, last) of each encoder call on a waveform: its audio span and
+        the range of that call's output frames the waveform keeps."""
+        hop = self.encoder_hop
+        if self.block_frames is None:
+            starts = list(range(0, max(samples, 1), self.chunk_samples))
+            if len(starts) > 1 and samples - starts[-1] < self.sample_rate:
+                starts.pop()  # a tail under 1 s joins the chunk before (too short for the convs)
+            ends = [*starts[1:], samples]
+            return [(s, e, 0, self.frames_of(e - s)) for s, e in zip(starts, ends, strict=True)]
+        # Causal blocks: global frames [a, b) from the audio up to the end of frame b - 1's
+        # window, with context before it; a call starting at a whole frame shifts its frames.
+        pieces = []
+        total = self.frames_of(samples)
+        for a in range(0, total, self.block_frames):
+            b = min(a + self.block_frames, total)
+            start = max(0, a * hop - self.context_samples)
+            end = (b - 1) * hop + self.receptive_field
+            pieces.append((start, end, a - start // hop, b - start // hop))
+        return pieces
+
+    def _encode(self, chunks: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        """Every layer's states of each chunk, (layers + 1, frames, dim), in one encoder call;
+        each chunk gets the model's own front-end (normalisation, or Whisper's log-mel)."""
+        rate = self.sample_rate
+        if self.whisper:
+            mels = [self.processor(c, sampling_rate=rate)["input_features"][0] for c in chunks]
+            inputs = {"input_features": torch.from_numpy(np.stack(mels))}
+        else:
+            values = [self.processor(c, sampling_rate=rate)["input_values"][0] for c in chunks]
+            lengths = [len(v) for v in values]
+            padded = torch.zeros(len(values), max(lengths))
+            mask = torch.zeros(len(values), max(lengths), dtype=torch.long)
+            for row, (v, n) in enumerate(zip(values, lengths, strict=True)):
+                padded[row, :n] = torch.as_tensor(np.asarray(v, dtype=np.float32))
+                mask[row, :n] = 1
+            inputs = {"input_values": padded}
+            if len(set(lengths)) > 1:
+                inputs["attention_mask"] = mask
+        with torch.inference_mode():
+            out = self.encoder(
+                **{k: v.to(self.device) for k, v in inputs.items()}, output_hidden_states=True
+            )
+        stacked = torch.stack(out.hidden_states).float().cpu()  # (layers + 1, batch, frames, dim)
+        return [stacked[:, row, : self.frames_of(len(c))] for row, c in enumerate(chunks)]
+
+    def hidden_states_batch(self, waves: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        """Every layer's hidden states of each waveform, (layers + 1, frames, dim): its chunks
+        (or causal blocks) sorted by length and run `batch_size` at a time."""
+        pieces = [(w, *p) for w, wave in enumerate(waves) for p in self._pieces(len(wave))]
+        order = sorted(range(len(pieces)), key=lambda i: pieces[i][2] - pieces[i][1])
+        groups: list[list[int]] = []
+        for i in order:
+            length = pieces[i][2] - pieces[i][1]
+            last = groups[-1] if groups else None
+            if (
+                last is None
+                or len(last) == self.batch_size
+                or (not self.pads_exactly and length != pieces[last[0]][2] - pieces[last[0]][1])
+            ):
+                groups.append([])
+            groups[-1].append(i)
+        states: dict[int, torch.Tensor] = {}
+        for group in groups:
+            chunks = [waves[pieces[i][0]][pieces[i][1] : pieces[i][2]] for i in group]
+            for i, encoded in zip(group, self._encode(chunks), strict=True):
+                states[i] = encoded[:, pieces[i][3] : pieces[i][4]]
+        n_states = int(self.encoder.config.num_hidden_layers) + 1
+        empty = torch.zeros(n_states, 0, int(self.encoder.config.hidden_size))
+        per_wave: list[list[torch.Tensor]] = [[] for _ in waves]
+        for i in range(len(pieces)):  # in time order within each waveform
+            per_wave[pieces[i][0]].append(states[i])
+        return [torch.cat(parts, dim=1) if parts else empty for parts in per_wave]
 
     def hidden_states(self, wave: np.ndarray) -> torch.Tensor:
-        """Every layer's hidden states of one waveform, (layers + 1, frames, dim), chunk by
-        chunk; Whisper's padded 30-s window is cut back to the frames the audio covers."""
-        states = []
-        starts = list(range(0, max(len(wave), 1), self.chunk_samples))
-        if len(starts) > 1 and len(wave) - starts[-1] < self.sample_rate:
-            starts.pop()  # a tail under 1 s joins the chunk before (too short for the convs)
-        for start, end in zip(starts, [*starts[1:], len(wave)], strict=True):
-            chunk = wave[start:end]
-            with torch.inference_mode():
-                out = self.encoder(**self._inputs(chunk), output_hidden_states=True)
-            stacked = torch.stack(out.hidden_states)[:, 0]  # (layers + 1, frames, dim)
-            if self.whisper:
-                stacked = stacked[:, : math.ceil(len(chunk) / self.encoder_hop)]
-            states.append(stacked.float().cpu())
-        return torch.cat(states, dim=1)
+        """Every layer's hidden states of one waveform, (layers + 1, frames, dim)."""
+        return self.hidden_states_batch([wave])[0]
 
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        samples = wave.detach().cpu().numpy().astype(np.float32, copy=False)
-        if samples.ndim != 1:
-            return torch.stack([self.forward(torch.from_numpy(w)) for w in samples])
-        states = self.hidden_states(samples)
+    def _output(self, states: torch.Tensor) -> torch.Tensor:
         if self.output == "frames":
             return states[self.layers[0]]
         if self.output == "layers":
@@ -189,6 +287,17 @@ class SSLFeatures(nn.Module):
         ]
         return torch.cat([part.reshape(-1) for part in parts]).unsqueeze(0)  # one row
 
+    def extract_batch(self, waves: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Features of several waveforms at once (corpus extraction), float32 each."""
+        samples = [np.asarray(w, dtype=np.float32) for w in waves]
+        return [self._output(s).numpy() for s in self.hidden_states_batch(samples)]
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        samples = wave.detach().cpu().numpy().astype(np.float32, copy=False)
+        if samples.ndim != 1:
+            return torch.stack([self.forward(torch.from_numpy(w)) for w in samples])
+        return self._output(self.hidden_states(samples))
+
 
 def _conv_hop(encoder: Any) -> int:
     """Samples per output frame of a wav2vec2-style encoder: the product of its conv strides."""
@@ -199,6 +308,14 @@ def _conv_hop(encoder: Any) -> int:
             "features=ssl takes wav2vec 2.0, HuBERT, WavLM or Whisper models"
         )
     return int(np.prod(strides))
+
+
+def _receptive_field(encoder: Any, hop: int) -> int:
+    """Samples one output frame's conv window spans (400 for the real models)."""
+    samples = 1
+    while int(encoder._get_feat_extract_output_lengths(samples)) < 1:
+        samples += 1
+    return samples
 
 
 def _layer_index(index: int, n_states: int) -> int:

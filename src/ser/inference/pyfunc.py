@@ -14,14 +14,16 @@ from mlflow.pyfunc import PythonModel
 
 from ser.errors import SerError
 from ser.inference.recognizer import Recognizer
-from ser.tracking.registry import CHECKPOINT_KEY
+from ser.tracking.registry import CHECKPOINT_KEY, ENCODER_ARTIFACT
 
 
 class SERPyfunc(PythonModel):
     """mlflow.pyfunc model: raw audio rows in, label and class probabilities out."""
 
     def load_context(self, context: Any) -> None:
-        self.recognizer = Recognizer.from_checkpoint(context.artifacts[CHECKPOINT_KEY])
+        # A bundled copy of the pretrained encoder, where the model was registered with one.
+        encoder = context.artifacts.get(ENCODER_ARTIFACT)
+        self.recognizer = Recognizer.from_checkpoint(context.artifacts[CHECKPOINT_KEY], encoder)
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict | None = None

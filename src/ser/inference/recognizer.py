@@ -18,10 +18,14 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
-from ser.errors import SerError
+from ser.errors import SerError, find_user_error
 from ser.models.module import SERModule, load_checkpoint
 from ser.preprocess import Preprocessor, read_audio
-from ser.tracking.registry import checkpoint_of_registered_model, checkpoint_of_run
+from ser.tracking.registry import (
+    ENCODER_ARTIFACT,
+    checkpoint_of_registered_model,
+    checkpoint_of_run,
+)
 
 RUN_ID = re.compile(r"^(runs:/)?([0-9a-f]{32})/?$")
 
@@ -69,15 +73,22 @@ class Recognizer:
         self.config = config
         self.source = source
         cfg = OmegaConf.create(config)
-        self.preprocessor: Preprocessor = instantiate(cfg.preprocess)
-        self.extractor: nn.Module = instantiate(cfg.features.extractor).eval()
+        try:
+            self.preprocessor: Preprocessor = instantiate(cfg.preprocess)
+            self.extractor: nn.Module = instantiate(cfg.features.extractor).eval()
+        except Exception as err:  # Hydra wraps a user error (a missing encoder folder, say)
+            user_error = find_user_error(err)
+            if user_error is None:
+                raise
+            raise user_error from None
         self.class_names: list[str] = list(module.class_names)
         self.sample_rate = self.preprocessor.sample_rate
         self.feature_config = OmegaConf.to_container(cfg.features.extractor, resolve=True)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path) -> Recognizer:
-        module, config = load_checkpoint(path)
+    def from_checkpoint(cls, path: str | Path, encoder: str | Path | None = None) -> Recognizer:
+        """`encoder`: a folder in place of the pretrained encoder the checkpoint names."""
+        module, config = load_checkpoint(path, encoder=encoder)
         return cls(module, config, str(path))
 
     def features(self, wave: np.ndarray) -> torch.Tensor:
@@ -124,7 +135,9 @@ def load_recognizer(ref: str | Path, tracking_uri: str | None = None) -> Recogni
     if match and not Path(text).exists():
         return Recognizer.from_checkpoint(checkpoint_of_run(match.group(2), tracking_uri))
     if text.startswith("models:/"):
-        return Recognizer.from_checkpoint(checkpoint_of_registered_model(text, tracking_uri))
+        checkpoint = checkpoint_of_registered_model(text, tracking_uri)
+        bundled = checkpoint.parent / ENCODER_ARTIFACT  # registered with its encoder's copy
+        return Recognizer.from_checkpoint(checkpoint, bundled if bundled.is_dir() else None)
     path = Path(text)
     if not path.exists():
         raise SerError(

@@ -52,6 +52,12 @@ def check_streaming(recognizer: Recognizer, features: dict | None = None) -> Non
             f"{recognizer.source} is not a causal model; train a streaming classifier with "
             "`python train.py model=cnn_lstm model.causal=true`"
         )
+    if not getattr(recognizer.extractor, "causal", True):
+        raise SerError(
+            f"{recognizer.source}'s features see audio after each frame (a speech encoder "
+            "attends over whole chunks); train on its causal variant, "
+            "features.extractor.block_s=<rl.chunk_s>, or on features=logmel"
+        )
     trained = recognizer.config["features"]["extractor"]
     if features is not None and dict(features) != dict(trained):
         raise SerError(
@@ -101,6 +107,13 @@ def stream_wave(
         logits, hidden, _ = cast(_CausalNet, module.net).frame_outputs(x)
     frames = logits.shape[1]
     chunk_frames = max(1, round(chunk_s * rate / hop))
+    block = getattr(recognizer.extractor, "block_frames", None)
+    if block and chunk_frames % block:
+        raise SerError(
+            f"rl.chunk_s={chunk_s} is not a whole number of the features' causal blocks "
+            f"({block * hop / rate:g} s, features.extractor.block_s): a chunk would end inside "
+            "a block that has heard audio after it; set rl.chunk_s to a multiple of block_s"
+        )
     chunks = math.ceil(frames / chunk_frames)
     ends = np.minimum(np.arange(1, chunks + 1) * chunk_frames, frames) - 1
     posteriors = torch.softmax(running_mean(logits)[0, ends], dim=-1).numpy()

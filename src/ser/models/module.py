@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 import pickle
 from collections import defaultdict
@@ -277,8 +278,43 @@ def _or(value: torch.Tensor | None, default: torch.Tensor) -> torch.Tensor:
 CONVERT_HINT = "python -m ser.models.checkpoint convert {path} <new.ckpt>"
 
 
-def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[SERModule, dict]:
+# Config keys that name a pretrained speech encoder's folder or hub id (features=ssl,
+# model=ssl_finetune): the checkpoint records where the encoder is, not its weights.
+ENCODER_KEYS = (("features", "extractor", "model"), ("model", "net", "model"))
+
+
+def encoder_of(cfg: dict) -> tuple[str, str] | None:
+    """(config key, folder or hub id) of the pretrained encoder a run config uses, if any."""
+    for keys in ENCODER_KEYS:
+        node: Any = cfg
+        for key in keys:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, str):
+            return ".".join(keys), node
+    return None
+
+
+def with_encoder(cfg: dict, folder: str | Path) -> dict:
+    """The run config with its pretrained encoder read from `folder` (a bundled copy)."""
+    found = encoder_of(cfg)
+    if found is None:
+        return cfg
+    *parents, last = found[0].split(".")
+    out = copy.deepcopy(cfg)
+    node = out
+    for key in parents:
+        node = node[key]
+    node[last] = str(folder)
+    return out
+
+
+def load_checkpoint(
+    path: str | Path, map_location: str = "cpu", encoder: str | Path | None = None
+) -> tuple[SERModule, dict]:
     """Rebuild a trained SERModule (net, normalisation, labels) and its run config from a .ckpt.
+
+    `encoder` is a folder that replaces the pretrained encoder the run config names (a copy
+    bundled with a registered model, say).
 
     Loaded with `weights_only=True`: tensors and plain containers only, so a checkpoint from a
     registry or from someone else cannot run code on load. One that holds pickled objects is
@@ -305,6 +341,8 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[SERMod
     cfg = ckpt.get(CONFIG_KEY) if isinstance(ckpt, dict) else None
     if cfg is None:
         raise SerError(f"{path} is not a ser checkpoint (no stored config); retrain with ser")
+    if encoder is not None:
+        cfg = with_encoder(cfg, encoder)
     state = ckpt["state_dict"]
     class_names = ckpt["hyper_parameters"]["class_names"]
     net = instantiate(

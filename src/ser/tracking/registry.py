@@ -26,6 +26,7 @@ An unusable row (silent, too short, NaN) fails the whole call with its row numbe
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import re
 import shutil
 import tempfile
@@ -40,6 +41,9 @@ from ser.tracking.mlflow import tracking_uri as resolve_tracking_uri
 
 ARTIFACT_PATH = "model"
 CHECKPOINT_KEY = "checkpoint"
+# A pretrained encoder's folder copied into a registered model (register_model(bundle_encoder)):
+# the pyfunc's artifacts/encoder, which loading uses in place of the folder the run named.
+ENCODER_ARTIFACT = "encoder"
 # What ser-predict uses when no --model is given, and how far back it looks for a run.
 DEFAULT_NAME, DEFAULT_ALIAS = "ser", "champion"
 RECENT_RUNS = 50
@@ -184,12 +188,16 @@ def register_model(
     alias: str | None = "champion",
     tracking_uri: str | None = None,
     checkpoint: str | Path | None = None,
+    bundle_encoder: bool = False,
 ) -> int:
     """Log the run's checkpoint as a pyfunc model into the run (artifact path `model`, or
     `model-2`, ... if taken), register it under `name` and point `alias` at the new version;
     returns the version number.
 
-    `checkpoint` is the .ckpt to wrap; by default the run's `checkpoints/` artifact.
+    `checkpoint` is the .ckpt to wrap; by default the run's `checkpoints/` artifact. A model on
+    a pretrained encoder records the encoder's folder (or hub id), not its weights; with
+    `bundle_encoder` a copy of that folder goes into the registered model too, so that it
+    loads where the folder is not (another machine, a serving container).
     `tracking_uri` defaults to $MLFLOW_TRACKING_URI, else the sqlite store of
     `ser.project.default_mlruns_dir()`.
     """
@@ -211,7 +219,13 @@ def register_model(
         checkpoint = checkpoint_of_run(run_id, client.tracking_uri)
     module, config = load_checkpoint(checkpoint)  # fails early on a non-ser file
     class_names, sample_rate = list(module.class_names), int(config["preprocess"]["sample_rate"])
+    artifacts = {CHECKPOINT_KEY: str(checkpoint)}
     with tempfile.TemporaryDirectory(prefix="ser-pyfunc-") as tmp:
+        if bundle_encoder:
+            # Named `encoder` in the model folder (MLflow keeps an artifact's base name).
+            staged = Path(tmp) / ENCODER_ARTIFACT
+            _link_or_copy_tree(Path(_encoder_folder(config)), staged)
+            artifacts[ENCODER_ARTIFACT] = str(staged)
         local = Path(tmp) / ARTIFACT_PATH
         artifact_path = _free_artifact_path(client, run_id)
         code = Path(tmp) / "ser_pyfunc.py"
@@ -223,7 +237,7 @@ def register_model(
             path=str(local),
             python_model=str(code),
             mlflow_model=Model(run_id=run_id, artifact_path=artifact_path),
-            artifacts={CHECKPOINT_KEY: str(checkpoint)},
+            artifacts=artifacts,
             signature=signature(class_names),
             input_example=input_example(sample_rate),
             pip_requirements=requirements(),
@@ -242,6 +256,34 @@ def register_model(
     if alias:
         client.set_registered_model_alias(name, alias, version.version)
     return int(version.version)
+
+
+def _link_or_copy_tree(source: Path, target: Path) -> None:
+    """`source` at `target` as hard links where the file system allows (a large encoder's
+    weights are not copied twice on the way into the model), else as a copy."""
+    try:
+        shutil.copytree(source, target, copy_function=os.link)
+    except OSError:
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(source, target)
+
+
+def _encoder_folder(config: dict) -> str:
+    """The local folder of the run's pretrained encoder, to bundle with a registered model."""
+    from ser.models.module import encoder_of
+
+    found = encoder_of(config)
+    if found is None:
+        raise SerError("this model uses no pretrained encoder; register it without bundle_encoder")
+    key, name = found
+    folder = Path(name).expanduser()
+    if not folder.is_dir():
+        raise SerError(
+            f"{key}={name} is not a local folder, so there is nothing to bundle; get it with "
+            f"`hf download {name} --local-dir DIR`, retrain with {key}=DIR, or register "
+            "without bundling"
+        )
+    return str(folder)
 
 
 def checkpoint_of_registered_model(ref: str, tracking_uri: str | None = None) -> Path:
