@@ -1,5 +1,6 @@
 """Speaker-independent accuracy on RAVDESS (8 classes, 6 folds of 4 actors), written into the
-README as a markdown table.
+documentation's results page (docs/results.md, between its bench_accuracy markers) as a
+markdown table.
 
 Each row is one `python train.py dataset=ravdess protocol=kfold_speaker model=... features=...`
 run (an MLflow parent with 6 fold runs). Columns: UAR mean and std with normalisation fitted on
@@ -8,7 +9,7 @@ the training speakers only, and, separately, with per-speaker normalisation
 
     python scripts/bench_accuracy.py [--root ../shared/data/ravdess] [--models svm:pyaa mlp:logmel
         experiment=ravdess_mlp_compare] [--speaker-norm svm:pyaa ... | --no-speaker-norm]
-        [--readme README.md] [-- extra Hydra overrides]
+        [--page docs/results.md] [-- extra Hydra overrides]
 
 With no arguments it runs the whole benchmark: the best model and the five required rows, with
 the per-speaker column for the SVM (the nets' and the best model's per-speaker runs would take
@@ -32,8 +33,10 @@ BEST = "experiment=ravdess_mlp_compare"
 # The best model first: its row is the one a shortened run should not miss.
 DEFAULT_MODELS = [BEST, "svm:pyaa", "mlp:logmel", "cnn:logmel", "lstm:logmel", "cnn_lstm:logmel"]
 # The SVM's per-speaker run takes seconds; the best model's would add about 21 minutes and take
-# the whole benchmark past its 90-minute budget (README, "Time").
+# the whole benchmark past its 90-minute budget (docs/results.md, "Time").
 DEFAULT_SPEAKER_NORM = ["svm:pyaa"]
+# The page whose markers hold the table.
+PAGE = REPO / "docs" / "results.md"
 BEGIN, END = "<!-- bench_accuracy:begin -->", "<!-- bench_accuracy:end -->"
 WHOLE = "The whole benchmark"
 HEADER = [
@@ -101,7 +104,7 @@ def main() -> None:
         "all of --models when --models is given)",
     )
     parser.add_argument("--no-speaker-norm", action="store_true")
-    parser.add_argument("--readme", type=Path, default=REPO / "README.md")
+    parser.add_argument("--page", type=Path, default=PAGE, help="the page with the markers")
     args, extra = parser.parse_known_args()
     extra = [e for e in extra if e != "--"]
     if args.no_speaker_norm:
@@ -157,17 +160,17 @@ def main() -> None:
             "the five required rows, with the SVM's per-speaker run) took "
             f"{minutes:.0f} minutes on {os.cpu_count()} CPU cores, in one run."
         )
-    text = args.readme.read_text()
+    text = args.page.read_text()
     if BEGIN in text:
         block = text[text.index(BEGIN) : text.index(END)]
-        args.readme.write_text(text.replace(block, table_block(block, new_rows, whole)))
-        print(f"updated {args.readme}")
+        args.page.write_text(text.replace(block, table_block(block, new_rows, whole)))
+        print(f"updated {args.page}")
 
 
 def table_block(
     block: str, new_rows: dict[tuple[str, str, str], str], whole: str | None = None
 ) -> str:
-    """The README block with `new_rows` replacing the rows of the same model, features and
+    """The page's block with `new_rows` replacing the rows of the same model, features and
     overrides (other rows are kept, so models can be benchmarked one run at a time), and the
     whole benchmark's time: `whole` if given, else the sentence already in the block."""
     kept = {}

@@ -1,5 +1,6 @@
 """Emo-RL benchmark: accuracy against audio consumed on held-out speakers, written into the
-README as a markdown table, with the trade-off plot copied to docs/img/.
+documentation's Emo-RL page (docs/emorl.md, between its bench_emorl markers) as a markdown
+table, with the trade-off plot copied to docs/img/.
 
 One `python -m ser.rl.train` run (a causal CNN-LSTM trained first, then one DQN agent per
 lambda) on RAVDESS (8 classes, speaker-independent hold-out) where ../shared/data/ravdess
@@ -18,7 +19,7 @@ of training them again.
 
     python scripts/bench_emorl.py [--root ../shared/data/ravdess] [--wait-costs 0.02 0.05 0.1 0.2]
         [--seeds 42 1 2] [--folds 6 [--val-speakers 3]] [--classifiers A.ckpt ...]
-        [-- extra Hydra overrides]
+        [--page docs/emorl.md] [--image docs/img/emorl_tradeoff.png] [-- extra Hydra overrides]
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from mlflow.tracking import MlflowClient
 from ser.rl.evaluate import plot_tradeoff
 
 REPO = Path(__file__).resolve().parents[1]
+# The page whose markers hold the table.
+PAGE = REPO / "docs" / "emorl.md"
 BEGIN, END = "<!-- bench_emorl:begin -->", "<!-- bench_emorl:end -->"
 WAIT_COSTS = ["0.02", "0.05", "0.1", "0.2"]
 
@@ -125,7 +128,7 @@ def main() -> None:
     parser.add_argument(
         "--classifiers", nargs="+", default=None, help="a trained classifier per fold, reused"
     )
-    parser.add_argument("--readme", type=Path, default=REPO / "README.md")
+    parser.add_argument("--page", type=Path, default=PAGE, help="the page with the markers")
     parser.add_argument("--image", type=Path, default=REPO / "docs/img/emorl_tradeoff.png")
     args, extra = parser.parse_known_args()
     extra = [e for e in extra if e != "--"]
@@ -237,11 +240,11 @@ def main() -> None:
         ]
     )
     print(block)
-    text = args.readme.read_text()
+    text = args.page.read_text()
     if BEGIN in text:
         start, end = text.index(BEGIN), text.index(END)
-        args.readme.write_text(text[:start] + block + text[end:])
-        print(f"updated {args.readme}")
+        args.page.write_text(text[:start] + block + text[end:])
+        print(f"updated {args.page}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""scripts/bench_accuracy.py's README table: rows merge by (model, features, overrides) and
-the whole benchmark's time survives partial runs."""
+"""scripts/bench_accuracy.py's table in docs/results.md: rows merge by (model, features,
+overrides), the whole benchmark's time survives partial runs, and the page holds the markers."""
 
 from __future__ import annotations
 
@@ -46,3 +46,9 @@ def test_rows_merge_by_model_features_and_overrides_and_the_total_is_kept() -> N
         f"{bench.WHOLE} took 40 minutes."
         in bench.table_block(new, {}, f"{bench.WHOLE} took 40 minutes.").splitlines()
     )
+
+
+def test_the_default_page_holds_the_markers_once_each() -> None:
+    text = bench.PAGE.read_text()
+    assert text.count(bench.BEGIN) == 1 and text.count(bench.END) == 1
+    assert text.index(bench.BEGIN) < text.index(bench.END)

@@ -60,3 +60,9 @@ def test_one_classifier_per_fold_is_checked_before_anything_runs(tmp_path) -> No
     )
     assert result.returncode == 2
     assert "--classifiers needs 2 checkpoint(s), one per fold" in result.stderr
+
+
+def test_the_default_page_holds_the_markers_once_each() -> None:
+    text = bench.PAGE.read_text()
+    assert text.count(bench.BEGIN) == 1 and text.count(bench.END) == 1
+    assert text.index(bench.BEGIN) < text.index(bench.END)

@@ -1,5 +1,6 @@
-"""A user's own corpus: the README's commands run as written on a generated corpus, and the
-label mistakes a newcomer makes, each one error line from the training entry point."""
+"""A user's own corpus: the commands of the README and the docs run as written on a generated
+corpus, and the label mistakes a newcomer makes, each one error line from the training entry
+point."""
 
 from __future__ import annotations
 
@@ -20,14 +21,16 @@ LABELS = ["calm", "tense"]
 
 
 def readme_commands(containing: str) -> list[list[str]]:
-    """The README's bash-block commands that contain `containing`, split as a shell would
-    (continuation lines joined, comments dropped)."""
-    blocks = re.findall(r"```bash\n(.*?)```", (REPO_ROOT / "README.md").read_text(), re.S)
-    commands = []
+    """The bash-block commands of the README and the docs (docs/*.md) that contain
+    `containing`, split as a shell would (continuation lines joined, comments dropped), each
+    command once however many pages show it."""
+    pages = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+    blocks = [b for p in pages for b in re.findall(r"```bash\n(.*?)```", p.read_text(), re.S)]
+    commands: list[list[str]] = []
     for block in blocks:
         for line in block.replace("\\\n", " ").splitlines():
             words = shlex.split(line, comments=True)
-            if words and containing in line:
+            if words and containing in line and words not in commands:
                 commands.append(words)
     return commands
 
@@ -58,7 +61,7 @@ def own_corpus(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("dataset", ["dataset=folder", "dataset=csv"])
 def test_readme_own_corpus_commands_run_as_written(dataset: str, own_corpus: Path, cli) -> None:
     commands = readme_commands(f"python train.py {dataset}")
-    assert commands, f"the README shows no `python train.py {dataset}` command"
+    assert commands, f"neither the README nor the docs show a `python train.py {dataset}` command"
     for words in commands:
         assert words[:2] == ["python", "train.py"]
         args = [sys.executable, str(REPO_ROOT / "train.py"), *words[2:]]
@@ -77,7 +80,7 @@ def test_readme_own_corpus_commands_run_as_written(dataset: str, own_corpus: Pat
     assert run.data.metrics["data/train_utterances"] > 0
 
 
-# The README's folder corpus, its root relative to the working directory.
+# The docs' folder corpus (docs/data.md), its root relative to the working directory.
 FOLDER = [
     "dataset=folder",
     "dataset.loader.root=my_audio",
