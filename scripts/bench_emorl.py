@@ -17,9 +17,16 @@ and the tables, checks and plot use the mean over every fold and seed. `--classi
 one trained streaming classifier per fold (in fold order; one for a hold-out) to reuse instead
 of training them again.
 
+With `--design joint` it benchmarks the second design instead (`rl=joint`: the classifier
+and its stopping policy trained together, one model per λ and seed): per λ the joint model's
+UAR and share heard (mean over folds and seeds) against the same model's full utterance, and
+against the falling threshold fitted on its validation streams at the same audio; written
+between the page's bench_emorl_joint markers, the plot to docs/img/emorl_tradeoff_joint.png.
+
     python scripts/bench_emorl.py [--root ../shared/data/ravdess] [--wait-costs 0.02 0.05 0.1 0.2]
         [--seeds 42 1 2] [--folds 6 [--val-speakers 3]] [--classifiers A.ckpt ...]
-        [--page docs/emorl.md] [--image docs/img/emorl_tradeoff.png] [-- extra Hydra overrides]
+        [--design dqn|joint] [--page docs/emorl.md] [--image docs/img/emorl_tradeoff.png]
+        [-- extra Hydra overrides]
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 # The page whose markers hold the table.
 PAGE = REPO / "docs" / "emorl.md"
 BEGIN, END = "<!-- bench_emorl:begin -->", "<!-- bench_emorl:end -->"
+JOINT_BEGIN, JOINT_END = "<!-- bench_emorl_joint:begin -->", "<!-- bench_emorl_joint:end -->"
 WAIT_COSTS = ["0.02", "0.05", "0.1", "0.2"]
 
 
@@ -71,6 +79,11 @@ def fold_runs(
     first, *others = seeds
     split = [*fold, f"protocol.seed={first}"]
     runs = [run_agents(tmp, base, env, experiment, f"{tag}-seed{first}", [f"seed={first}", *split])]
+    if "rl=joint" in base:  # each seed trains its own joint models, on the same split
+        for seed in others:
+            name = f"{tag}-seed{seed}"
+            runs.append(run_agents(tmp, base, env, experiment, name, [f"seed={seed}", *split]))
+        return runs
     # the classifier the first run trained, unless one was given (`rl.classifier=`)
     given = any(o.startswith("rl.classifier=") for o in [*base, *fold])
     ckpt = Path(tmp) / f"{tag}-seed{first}" / "classifier.ckpt"
@@ -116,6 +129,74 @@ def goal_check(lam: float, uar: float, fraction: float, full: float, margin: str
     )
 
 
+def joint_report(runs: list[tuple[pd.DataFrame, dict, Path]], image: Path) -> tuple[list, list]:
+    """The joint design's lines and goal checks: per λ, mean (± std) over the runs of its UAR
+    and share heard, its own full-utterance UAR and its margin over the fitted falling
+    threshold at the same audio; and the trade-off plot of the means."""
+    lams = sorted({float(k.rsplit("lambda", 1)[1]) for _, m, _ in runs for k in m
+                   if k.startswith("test/joint_uar_lambda")})  # fmt: skip
+    lines = [
+        "| λ | UAR at the stop | mean fraction of speech heard | the same model's full UAR "
+        "| points above the fitted threshold at the same audio |",
+        "|---|---|---|---|---|",
+    ]
+    checks, points = [], []
+    for lam in lams:
+        tag = f"lambda{lam:g}"
+        frame = pd.DataFrame(
+            [
+                {
+                    "uar": m[f"test/joint_uar_{tag}"],
+                    "fraction": m[f"test/joint_fraction_{tag}"],
+                    "full": m[f"test/joint_full_uar_{tag}"],
+                    "fitted": 100 * m[f"test/joint_vs_fitted_uar_{tag}"],
+                }
+                for _, m, _ in runs
+            ]
+        )
+        spread = (
+            f"{frame.fitted.mean():+.1f} ± {frame.fitted.std():.1f} "
+            f"({frame.fitted.min():+.1f} to {frame.fitted.max():+.1f})"
+        )
+        lines.append(
+            f"| {lam:g} | {frame.uar.mean():.3f} ± {frame.uar.std():.3f} | "
+            f"{frame.fraction.mean():.2f} ± {frame.fraction.std():.2f} | "
+            f"{frame.full.mean():.3f} | {spread} |"
+        )
+        check = goal_check(lam, frame.uar.mean(), frame.fraction.mean(), frame.full.mean(), "")
+        above = frame.fitted.mean() > 0
+        checks.append(
+            check.split("; vs the")[0]
+            + f"; {'above' if above else 'NOT above'} the fitted falling threshold at the same "
+            f"audio: {spread} points"
+        )
+        points.append((lam, frame))
+    chosen = pd.Series([m["test/joint_wait_cost"] for _, m, _ in runs])
+    lines += [
+        "",
+        f"(mean ± std over the {len(runs)} runs; the range in brackets.) The validation "
+        f"speakers chose λ = {', '.join(f'{v:g}' for v in sorted(chosen.unique()))} "
+        "as each run's operating point (the largest λ within 2 points of the full utterance "
+        "on them).",
+    ]
+    baselines = mean_table([t.drop(columns="wait_cost") for t, _, _ in runs])
+    baselines = baselines[baselines.strategy.isin(["full", "fixed", "confidence", "fitted"])]
+    agents = pd.DataFrame(
+        [
+            {"strategy": "agent", "setting": lam, "uar": f.uar.mean(),
+             "fraction_mean": f.fraction.mean()}
+            for lam, f in points
+        ]
+    )  # fmt: skip
+    plot_tradeoff(
+        pd.concat([baselines, agents], ignore_index=True),
+        image,
+        title=f"Joint design, mean over {len(runs)} runs (baselines: mean over the λ models)",
+        agent_label="joint model's stop",
+    )
+    return lines, checks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=REPO.parent / "shared" / "data" / "ravdess")
@@ -128,10 +209,18 @@ def main() -> None:
     parser.add_argument(
         "--classifiers", nargs="+", default=None, help="a trained classifier per fold, reused"
     )
+    parser.add_argument(
+        "--design", choices=["dqn", "joint"], default="dqn", help="which Emo-RL design"
+    )
     parser.add_argument("--page", type=Path, default=PAGE, help="the page with the markers")
-    parser.add_argument("--image", type=Path, default=REPO / "docs/img/emorl_tradeoff.png")
+    parser.add_argument("--image", type=Path, default=None, help="the trade-off plot's PNG")
     args, extra = parser.parse_known_args()
     extra = [e for e in extra if e != "--"]
+    joint = args.design == "joint"
+    if joint and args.classifiers:
+        parser.error("--classifiers reuses DQN-design classifiers; the joint design trains its own")
+    name = "emorl_tradeoff_joint.png" if joint else "emorl_tradeoff.png"
+    args.image = args.image or REPO / "docs" / "img" / name
     ravdess = args.root.is_dir()
     dataset = ["dataset=ravdess"] if ravdess else []
     experiment = f"ser-{'ravdess' if ravdess else 'synthetic'}-rl"
@@ -157,6 +246,7 @@ def main() -> None:
             "-m",
             "ser.rl.train",
             *dataset,
+            *(["rl=joint"] if joint else []),
             f"paths.root_dir={tmp}",
             "callbacks.progress_bar=null",
             f"rl.wait_costs=[{','.join(args.wait_costs)}]",
@@ -167,10 +257,14 @@ def main() -> None:
             fulls.append(split_runs[0][0].query("strategy == 'full'").uar.iloc[0])
             runs += split_runs
         args.image.parent.mkdir(parents=True, exist_ok=True)
-        if len(runs) == 1:
+        if len(runs) == 1 and not joint:
             shutil.copyfile(runs[0][2] / "accuracy_vs_audio.png", args.image)
     minutes = (time.perf_counter() - started) / 60
 
+    if joint:
+        lines, checks = joint_report(runs, args.image)
+        write_block(args, folds, runs, minutes, corpus_name(args), lines, checks, extra, True)
+        return
     table = mean_table([t for t, _, _ in runs])
     full = table[table.strategy == "full"].iloc[0]
     lines, checks = table_lines(table), []
@@ -217,9 +311,28 @@ def main() -> None:
             )
         lines += ["", f"(mean ± std over the {len(runs)} runs; the range in brackets)"]
         plot_tradeoff(table, args.image, title=f"mean over {len(runs)} runs")
+    write_block(args, folds, runs, minutes, corpus_name(args), lines, checks, extra)
+
+
+def corpus_name(args: argparse.Namespace) -> str:
     split = f"{args.folds} speaker folds" if args.folds else "speaker-independent hold-out"
-    corpus = f"RAVDESS (8 classes, {split})" if ravdess else f"synthetic corpus ({split})"
+    return f"RAVDESS (8 classes, {split})" if args.root.is_dir() else f"synthetic corpus ({split})"
+
+
+def write_block(
+    args: argparse.Namespace,
+    folds: list,
+    runs: list,
+    minutes: float,
+    corpus: str,
+    lines: list[str],
+    checks: list[str],
+    extra: list[str],
+    joint: bool = False,
+) -> None:
+    """Print the benchmark's block and write it between the page's markers."""
     flags = [
+        *(["--design", "joint"] if joint else []),
         *(["--wait-costs", *args.wait_costs] if args.wait_costs != WAIT_COSTS else []),
         *(["--seeds", *args.seeds] if args.seeds else []),
         *(["--folds", str(args.folds)] if args.folds else []),
@@ -227,11 +340,14 @@ def main() -> None:
         *(["--classifiers", *args.classifiers] if args.classifiers else []),
         *extra,
     ]
+    begin, end = (JOINT_BEGIN, JOINT_END) if joint else (BEGIN, END)
+    seeds = f"seeds {' '.join(args.seeds)}" if args.seeds else "one seed"
+    over = f"{len(runs)} runs: {len(folds)} split(s) × {seeds}"
     block = "\n".join(
         [
-            BEGIN,
-            f"Test speakers of {corpus}; {minutes:.0f} minutes on {os.cpu_count()} CPU cores "
-            f"(`python scripts/bench_emorl.py {' '.join(flags)}`).",
+            begin,
+            f"Test speakers of {corpus}, {over}; {minutes:.0f} minutes on {os.cpu_count()} "
+            f"CPU cores (`python scripts/bench_emorl.py {' '.join(flags)}`).",
             "",
             *lines,
             "",
@@ -241,9 +357,9 @@ def main() -> None:
     )
     print(block)
     text = args.page.read_text()
-    if BEGIN in text:
-        start, end = text.index(BEGIN), text.index(END)
-        args.page.write_text(text[:start] + block + text[end:])
+    if begin in text:
+        start, stop = text.index(begin), text.index(end)
+        args.page.write_text(text[:start] + block + text[stop:])
         print(f"updated {args.page}")
 
 

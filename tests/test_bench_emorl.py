@@ -66,3 +66,42 @@ def test_the_default_page_holds_the_markers_once_each() -> None:
     text = bench.PAGE.read_text()
     assert text.count(bench.BEGIN) == 1 and text.count(bench.END) == 1
     assert text.index(bench.BEGIN) < text.index(bench.END)
+
+
+def joint_run(uar: float, heard: float, full: float, vs_fitted: float) -> tuple:
+    """One rl=joint run as the benchmark reads it: its decisions table and metrics."""
+    table = decisions(full, uar, heard).assign(
+        strategy=["full", "fitted", "joint"], wa=0.4, seconds_mean=1.0, wait_cost=0.1
+    )
+    metrics = {
+        "test/joint_uar_lambda0.1": uar,
+        "test/joint_fraction_lambda0.1": heard,
+        "test/joint_full_uar_lambda0.1": full,
+        "test/joint_vs_fitted_uar_lambda0.1": vs_fitted,
+        "test/joint_wait_cost": 0.1,
+    }
+    return table, metrics, Path()
+
+
+@pytest.mark.parametrize(
+    ("runs", "goal", "above"),
+    [
+        ([joint_run(0.49, 0.5, 0.5, 0.01), joint_run(0.47, 0.6, 0.48, 0.03)], "met", "above"),
+        ([joint_run(0.45, 0.5, 0.5, 0.01), joint_run(0.47, 0.6, 0.5, -0.03)], "NOT met", "NOT"),
+    ],
+)
+def test_the_joint_report_checks_the_goal_on_the_means_over_runs(
+    tmp_path, runs, goal: str, above: str
+) -> None:
+    lines, (check,) = bench.joint_report(runs, tmp_path / "plot.png")
+    row = next(line for line in lines if line.startswith("| 0.1 |"))
+    uar = sum(r[1]["test/joint_uar_lambda0.1"] for r in runs) / 2
+    assert row.startswith(f"| 0.1 | {uar:.3f} ± ")
+    assert f"goal {goal}" in check
+    assert check.split("; ")[-1].startswith(f"{above} above" if above == "NOT" else "above")
+    assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_page_holds_the_joint_markers_once_each() -> None:
+    text = bench.PAGE.read_text()
+    assert text.count(bench.JOINT_BEGIN) == 1 and text.count(bench.JOINT_END) == 1

@@ -33,6 +33,7 @@ from ser.data.splits import speakers_in
 from ser.errors import SerError, exit_on_user_error
 from ser.evaluate import plot_learning_curves, scores, write_evaluation
 from ser.models.classical import ClassicalModel
+from ser.models.halting import build_halting
 from ser.models.module import SERModule
 from ser.project import CONFIG_DIR
 from ser.tracking import logger_tracking_uri, mlflow_logger, run_status, run_summary
@@ -65,12 +66,18 @@ def build_model(cfg: DictConfig, datamodule: SERDataModule) -> SERModule | Class
     # `causal` is a net setting, lifted to the model group so that `model.causal=true` works.
     # Resolved first: a scheduler may interpolate other model keys (e.g. max_lr from lr).
     model_cfg = to_dict(cfg.model)
-    for key in ("net", "causal"):
+    for key in ("net", "causal", "halting"):
         model_cfg.pop(key, None)
+    halting_settings = to_dict(cfg.model).get("halting")
+    # rl=joint's stopping policy, on frame-level features only (its chunks are frames).
+    halting = (
+        build_halting(halting_settings, net, datamodule.frame_rate) if halting_settings else None
+    )
     model = instantiate(
         model_cfg,
         _convert_="partial",  # plain lists in checkpoints, loadable with weights_only
         net=net,
+        halting=halting,
         class_names=datamodule.labels,
         class_weights=datamodule.class_weights(),
         feature_mean=mean,

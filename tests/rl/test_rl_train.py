@@ -11,13 +11,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import soundfile as sf
 from mlflow.tracking import MlflowClient
 
 from ser.data.manifest import load_folds
 from ser.errors import AudioError, SerError
 from ser.inference.recognizer import load_recognizer
 from ser.inference.streaming import check_streaming, stream_wave
-from ser.rl.train import check_unseen_speakers
+from ser.rl.classifier import check_unseen_speakers
 from ser.rl.train import main as rl_main
 from ser.serve import stream
 
@@ -105,6 +106,16 @@ def test_emorl_cli_trains_evaluates_and_logs(
         x for x in capsys.readouterr().out.splitlines() if x.startswith("early decision (Emo-RL)")
     ]
     assert "s of speech" in line
+    # ser-serve with the same policy adds the same decision to its answer
+    from fastapi.testclient import TestClient
+
+    from ser.inference.early import EarlyPolicy
+    from ser.serve.http import create_app
+
+    with TestClient(create_app(load_recognizer(model), policy=EarlyPolicy(policy))) as http:
+        body = http.post("/predict", files={"file": ("a.wav", wav.read_bytes(), "audio/wav")})
+    early = body.json()["early_decision"]
+    assert f"{early['label']} after {early['seconds']:.2f} s of speech" in line
 
     # a non-causal model or a missing policy: one line, before any timeline is computed
     for model, policy, named in [
@@ -251,3 +262,71 @@ def test_time_heard_counts_the_real_chunk_of_whole_frames(causal_run, chunk_s: f
     assert stream.fraction_heard(1) == pytest.approx(stream.chunk_s / 1.0)
     with pytest.raises(SerError, match=r"rl\.chunk_s=0 must be > 0"):
         stream_wave(recognizer, wave, chunk_s=0)
+
+
+def test_joint_design_trains_a_model_per_lambda_and_scores_its_own_stops(
+    make_cfg, tmp_path, data_dir, capsys
+) -> None:
+    """rl=joint: classifier and stopping policy trained together, one model per λ, scored
+    against the same baselines; the checkpoint carries its policy to ser-stream and ser-serve."""
+    from fastapi.testclient import TestClient
+
+    from ser.inference.early import HaltingDecider
+    from ser.serve.http import create_app
+
+    overrides = [
+        "rl=joint",
+        "trainer.max_epochs=3",
+        "rl.halting.warmup_epochs=1",
+        "rl.wait_costs=[0.02,0.2]",
+    ]
+    uar = rl_main(make_cfg(overrides, config_name="rl_train"))
+    client, run = rl_run(tmp_path)
+    assert run.info.status == "FINISHED" and run.info.run_name == "joint-reinforce"
+    metrics = run.data.metrics
+    assert uar == pytest.approx(metrics["test/joint_uar"])
+    assert metrics["test/joint_wait_cost"] in (0.02, 0.2)
+    local = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / "dl")))
+    table = pd.read_csv(local / "decisions.csv")
+    for lam in (0.02, 0.2):
+        rows = table[table.wait_cost == lam]
+        assert {"full", "fixed", "confidence", "fitted", "settled", "joint"} <= set(rows.strategy)
+        joint = rows[rows.strategy == "joint"].iloc[0]
+        full = rows[rows.strategy == "full"].iloc[0]
+        assert metrics[f"test/joint_uar_lambda{lam:g}"] == pytest.approx(joint.uar)
+        assert metrics[f"test/joint_full_uar_lambda{lam:g}"] == pytest.approx(full.uar)
+        assert 0.0 < joint.fraction_mean <= 1.0
+        png = local / f"accuracy_vs_audio_lambda{lam:g}.png"
+        assert png.read_bytes()[:4] == b"\x89PNG"
+    # each λ's model is a training run of its own, its checkpoint chosen on the episode return
+    experiment = client.get_experiment_by_name("ser-synthetic")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.info.run_name.rsplit("-", 1)[-1] for r in runs) == [
+        "joint_lambda0.02",
+        "joint_lambda0.2",
+    ]
+    assert all("val/halt_return" in r.data.metrics for r in runs)
+
+    # The checkpoint carries its stopping policy: ser-stream prints its decision unasked,
+    # ser-serve adds it to each answer, and both equal the policy's own decision.
+    checkpoint = next(Path(tmp_path).rglob("joint_lambda0.2.ckpt"))
+    recognizer = load_recognizer(checkpoint)
+    wav = next((data_dir / "synthetic").rglob("*.wav"))
+    data, rate = sf.read(wav, dtype="float32")
+    decision = HaltingDecider(recognizer).decide(
+        recognizer, recognizer.preprocessor.process(data, rate, str(wav))
+    )
+    capsys.readouterr()
+    stream.main([str(wav), "--model", str(checkpoint), "--out", str(tmp_path / "s")])
+    (line,) = [
+        x for x in capsys.readouterr().out.splitlines() if x.startswith("early decision (Emo-RL)")
+    ]
+    assert f"{decision.label} after {decision.seconds:.2f} s" in line
+    with TestClient(create_app(recognizer)) as http:
+        body = http.post("/predict", files={"file": ("a.wav", wav.read_bytes(), "audio/wav")})
+    early = body.json()["early_decision"]
+    assert early["label"] == decision.label
+    assert early["seconds"] == pytest.approx(decision.seconds)
+    # shorter than one of the policy's chunks: one clear reason, no decision
+    with pytest.raises(AudioError, match="shorter than one chunk"):
+        HaltingDecider(recognizer).decide(recognizer, np.zeros(1000, dtype=np.float32))

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ser.errors import SerError
 from ser.inference.recognizer import Recognizer
 from ser.inference.streaming import UtteranceStream, check_streaming, stream_wave
+from ser.models.halting import HaltingPolicy
 
 # The agent's actions after each chunk: hear one more chunk, or commit to the current label.
 WAIT, TERMINATE = 0, 1
@@ -110,12 +112,69 @@ class EarlyPolicy:
 
     def decide(self, recognizer: Recognizer, wave: np.ndarray) -> Decision:
         """Replay the preprocessed `wave` chunk by chunk until the policy terminates."""
-        check_streaming(recognizer)
-        stream = stream_wave(recognizer, wave, self.chunk_s, source=recognizer.source)
+        stream = _stream(recognizer, wave, self.chunk_s)
         (heard,) = policy_decisions(
             lambda obs: self.model.predict(obs, deterministic=True)[0], [stream], self.spec
         )
-        label = recognizer.class_names[int(np.argmax(stream.posteriors[heard - 1]))]
-        return Decision(
-            float(stream.seconds_heard(heard)), float(stream.fraction_heard(heard)), label
-        )
+        return _decision(recognizer, stream, int(heard))
+
+
+def halting_decisions(halting: HaltingPolicy, streams: Sequence[UtteranceStream]) -> np.ndarray:
+    """Chunks heard when a joint model's own stopping policy (rl=joint) stops each stream:
+    it reads the LSTM state at each chunk's end, which the stream records."""
+    heard = []
+    for stream in streams:
+        if abs(stream.chunk_s - halting.chunk_s) > 1e-9:
+            raise SerError(
+                f"the stream's chunks last {stream.chunk_s:g} s but the model's stopping policy "
+                f"was trained on {halting.chunk_s:g} s; stream with rl.chunk_s={halting.chunk_s:g}"
+            )
+        states = torch.from_numpy(stream.hidden).unsqueeze(0)
+        with torch.no_grad():
+            logits = halting.stop_logits(states)
+        heard.append(int(halting.decide(logits, torch.tensor([stream.chunks]))[0]))
+    return np.array(heard, dtype=int)
+
+
+class HaltingDecider:
+    """The stopping policy inside a joint model (`python -m ser.rl.train rl=joint`)."""
+
+    def __init__(self, recognizer: Recognizer) -> None:
+        halting = getattr(recognizer.module, "halting", None)
+        if halting is None:
+            raise SerError(
+                f"{recognizer.source} has no stopping policy of its own; give an Emo-RL policy "
+                "(--policy policy_*.zip) or train a joint model (`python -m ser.rl.train rl=joint`)"
+            )
+        self.halting: HaltingPolicy = halting
+        self.chunk_s = halting.chunk_s
+
+    def decide(self, recognizer: Recognizer, wave: np.ndarray) -> Decision:
+        stream = _stream(recognizer, wave, self.chunk_s)
+        (heard,) = halting_decisions(self.halting, [stream])
+        return _decision(recognizer, stream, int(heard))
+
+
+# Whatever decides when to stop listening: `decide(recognizer, wave) -> Decision`.
+EarlyDecider = EarlyPolicy | HaltingDecider
+
+
+def early_decider(recognizer: Recognizer, policy: EarlyPolicy | None = None) -> EarlyDecider | None:
+    """Who decides when to stop listening: a given Emo-RL policy, else the model's own
+    stopping policy where it has one (a joint model), else nobody."""
+    if policy is not None:
+        check_streaming(recognizer)
+        return policy
+    if getattr(recognizer.module, "halting", None) is not None:
+        return HaltingDecider(recognizer)
+    return None
+
+
+def _stream(recognizer: Recognizer, wave: np.ndarray, chunk_s: float) -> UtteranceStream:
+    check_streaming(recognizer)
+    return stream_wave(recognizer, wave, chunk_s, source=recognizer.source)
+
+
+def _decision(recognizer: Recognizer, stream: UtteranceStream, heard: int) -> Decision:
+    label = recognizer.class_names[int(np.argmax(stream.posteriors[heard - 1]))]
+    return Decision(float(stream.seconds_heard(heard)), float(stream.fraction_heard(heard)), label)

@@ -20,7 +20,9 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from ser.errors import SerError
 from ser.features.functionals import time_mask
+from ser.models.halting import HaltingPolicy, build_halting
 from ser.models.nets import upgrade_net_config
+from ser.models.nets.causal import running_mean
 
 # A padded batch as ser.data's collate makes it: features (B, T, D), lengths (B,), labels (B,).
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -47,6 +49,12 @@ class _StreamingNet(Protocol):
     def prefix_logits(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
+class _CausalFrameNet(Protocol):
+    """A causal net's per-frame logits and LSTM outputs (ser.models.nets.causal)."""
+
+    def frame_outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Any]: ...
+
+
 class SERModule(pl.LightningModule):
     """Normalises features with training statistics, runs the injected net, and scores it."""
 
@@ -66,11 +74,13 @@ class SERModule(pl.LightningModule):
         feature_std: torch.Tensor | None = None,
         name: str | None = None,
         prefix_loss_weight: float = 0.0,
+        halting: HaltingPolicy | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(
             ignore=[
                 "net",
+                "halting",
                 "optimizer",
                 "scheduler",
                 "class_weights",
@@ -87,6 +97,10 @@ class SERModule(pl.LightningModule):
                 "model.prefix_loss_weight needs a streaming classifier; add model.causal=true"
             )
         self.prefix_loss_weight = prefix_loss_weight
+        if halting is not None and not getattr(net, "causal", False):
+            raise SerError("a halting policy needs a streaming classifier; add model.causal=true")
+        # The second Emo-RL design: a stopping policy trained with the classifier (rl=joint).
+        self.halting = halting
         self.class_names = list(class_names)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -103,6 +117,18 @@ class SERModule(pl.LightningModule):
             {f"{stage}_loss": MeanMetric() for stage in ("train", "val", "test")}
         )
         self.val_uar_best = MaxMetric()
+        if halting is not None:  # UAR at the policy's stop, share heard, episode return
+            self.halting_metrics = nn.ModuleDict(
+                {
+                    f"{stage}_{name}": metric
+                    for stage in ("train", "val", "test")
+                    for name, metric in (
+                        ("uar", MulticlassAccuracy(n, average="macro")),
+                        ("fraction", MeanMetric()),
+                        ("return", MeanMetric()),
+                    )
+                }
+            )
         # Per-epoch train/val loss and metrics, for the learning-curve plot (any logger).
         self.history: dict[str, list[float]] = defaultdict(list)
         # (predictions, targets, posteriors) per test batch
@@ -127,6 +153,8 @@ class SERModule(pl.LightningModule):
         return self.net(self.normalise(x, lengths), lengths)
 
     def _step(self, batch: Batch, stage: str) -> torch.Tensor:
+        if self.halting is not None:
+            return self._halting_step(batch, stage)
         x, lengths, y = batch
         prefix_loss = None
         if stage == "train" and self.prefix_loss_weight:
@@ -136,6 +164,13 @@ class SERModule(pl.LightningModule):
         loss = nn.functional.cross_entropy(logits, y, weight=self.class_weights)
         if prefix_loss is not None:
             loss = (1 - self.prefix_loss_weight) * loss + self.prefix_loss_weight * prefix_loss
+        self._record(stage, logits, y, loss)
+        return loss
+
+    def _record(
+        self, stage: str, logits: torch.Tensor, y: torch.Tensor, loss: torch.Tensor
+    ) -> None:
+        """Update a stage's metrics and mean loss (and keep test outputs) with one batch."""
         preds = logits.argmax(dim=-1)
         metrics, mean_loss = self._stage_metrics(stage)
         metrics.update(preds, y)
@@ -143,7 +178,6 @@ class SERModule(pl.LightningModule):
         if stage == "test":
             posteriors = logits.detach().float().softmax(dim=-1)
             self.test_outputs.append((preds.cpu(), y.cpu(), posteriors.cpu()))
-        return loss
 
     def _logits_and_prefix_loss(
         self, x: torch.Tensor, lengths: torch.Tensor, y: torch.Tensor
@@ -153,21 +187,68 @@ class SERModule(pl.LightningModule):
         classifier to be right early, not only at the end. One pass of the net gives both."""
         net = cast(_StreamingNet, self.net)  # prefix_loss_weight needs a causal net
         prefix = net.prefix_logits(self.normalise(x, lengths))  # (B, T, C)
+        return self._utterance_logits(prefix, lengths), self._prefix_loss(prefix, lengths, y)
+
+    @staticmethod
+    def _utterance_logits(prefix: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The running posterior logits (B, T, C) at each utterance's last real frame."""
         last = (lengths - 1).clamp_min(0)
-        logits = prefix[torch.arange(len(y), device=x.device), last]
+        return prefix[torch.arange(len(lengths), device=prefix.device), last]
+
+    def _prefix_loss(
+        self, prefix: torch.Tensor, lengths: torch.Tensor, y: torch.Tensor
+    ) -> torch.Tensor:
         frame_loss = nn.functional.cross_entropy(
-            prefix.transpose(1, 2), y.unsqueeze(1).expand(-1, x.shape[1]), reduction="none"
+            prefix.transpose(1, 2), y.unsqueeze(1).expand(-1, prefix.shape[1]), reduction="none"
         )
-        mask = time_mask(lengths, x.shape[1]).to(frame_loss.dtype)
+        mask = time_mask(lengths, prefix.shape[1]).to(frame_loss.dtype)
         per_utterance = (frame_loss * mask).sum(dim=1) / lengths.clamp_min(1)
         weights = self.class_weights[y]
-        return logits, (weights * per_utterance).sum() / weights.sum()
+        return (weights * per_utterance).sum() / weights.sum()
+
+    def _halting_step(self, batch: Batch, stage: str) -> torch.Tensor:
+        """The joint objective (rl=joint): one episode per utterance, stops sampled from the
+        policy in training (deterministic elsewhere); cross-entropy at the stop (the whole
+        utterance during the policy's warm-up), REINFORCE for the policy, a regression for
+        its baseline, and `prefix_loss_weight` of the every-prefix loss."""
+        assert self.halting is not None
+        x, lengths, y = batch
+        net = cast(_CausalFrameNet, self.net)
+        frame_logits, hidden, _ = net.frame_outputs(self.normalise(x, lengths))
+        prefix = running_mean(frame_logits)
+        logits = self._utterance_logits(prefix, lengths)
+        training = stage == "train"
+        episodes = self.halting.episodes(prefix, hidden, lengths, y, sample=training)
+        weight = self.class_weights
+        if training:
+            warm = self.current_epoch < self.halting.warmup_epochs
+            at_stop = logits if warm else episodes.logits_at_stop
+            loss = nn.functional.cross_entropy(at_stop, y, weight=weight)
+            if self.prefix_loss_weight:
+                w = self.prefix_loss_weight
+                loss = (1 - w) * loss + w * self._prefix_loss(prefix, lengths, y)
+            loss = loss + episodes.baseline_loss + (0.0 if warm else episodes.policy_loss)
+        else:
+            loss = nn.functional.cross_entropy(logits, y, weight=weight)
+        self._record(stage, logits, y, loss)
+        metrics = self.halting_metrics
+        cast(MulticlassAccuracy, metrics[f"{stage}_uar"]).update(
+            episodes.logits_at_stop.argmax(dim=-1), y
+        )
+        cast(MeanMetric, metrics[f"{stage}_fraction"]).update(episodes.fraction.detach())
+        cast(MeanMetric, metrics[f"{stage}_return"]).update(episodes.returns.detach())
+        return loss
 
     def _log_epoch(self, stage: str) -> None:
         metrics, mean_loss = self._stage_metrics(stage)
         values = {**metrics.compute(), "loss": mean_loss.compute()}
         metrics.reset()
         mean_loss.reset()
+        if self.halting is not None:
+            for name in ("uar", "fraction", "return"):
+                metric = self.halting_metrics[f"{stage}_{name}"]
+                values[f"halt_{name}"] = metric.compute()  # type: ignore[operator]
+                metric.reset()  # type: ignore[operator]
         for key, value in values.items():
             # torchmetrics has already summed every process's counts, so each value is the
             # whole split's; sync_dist only averages identical copies (and tells Lightning so).
@@ -350,6 +431,10 @@ def load_checkpoint(
         input_dim=state["feature_mean"].numel(),
         num_classes=len(class_names),
     )
+    halting_settings = cfg["model"].get("halting")
+    halting = None
+    if halting_settings and "halting.frame_rate" in state:
+        halting = build_halting(halting_settings, net, float(state["halting.frame_rate"]))
     module = SERModule(
         net,
         class_names,
@@ -357,6 +442,7 @@ def load_checkpoint(
         feature_mean=state["feature_mean"],
         feature_std=state["feature_std"],
         name=ckpt["hyper_parameters"].get("name"),
+        halting=halting,
     )
     module.load_state_dict(state)
     module.run_config = cfg

@@ -103,11 +103,13 @@ def score(streams: Sequence[UtteranceStream], heard: np.ndarray) -> dict[str, fl
 
 
 def baseline_table(
-    streams: Sequence[UtteranceStream], fit_on: Sequence[UtteranceStream] | None = None
+    streams: Sequence[UtteranceStream],
+    fit_on: Sequence[UtteranceStream] | None = None,
+    budgets: Sequence[float] = FITTED_BUDGETS,
 ) -> pd.DataFrame:
     """One row per baseline strategy (full, fixed fractions, confidence thresholds, the settled
-    oracle) on `streams`; with `fit_on`, also a falling threshold fitted there per budget
-    (strategy `fitted`, setting the budget), the agent's rival on equal data."""
+    oracle) on `streams`; with `fit_on`, also a falling threshold fitted there per audio
+    budget (strategy `fitted`, setting the budget), the agent's rival on equal data."""
     rows = [{"strategy": "full", "setting": 1.0, **score(streams, full_decisions(streams))}]
     for f in FIXED_FRACTIONS:
         rows.append(
@@ -116,7 +118,8 @@ def baseline_table(
     for t in CONFIDENCE_THRESHOLDS:
         heard = confidence_decisions(streams, t)
         rows.append({"strategy": "confidence", "setting": t, **score(streams, heard)})
-    for budget, (start, slope) in (fit_falling_thresholds(fit_on) if fit_on else {}).items():
+    fitted = fit_falling_thresholds(fit_on, budgets) if fit_on else {}
+    for budget, (start, slope) in fitted.items():
         heard = falling_threshold_decisions(streams, start, slope)
         rows.append({"strategy": "fitted", "setting": budget, **score(streams, heard)})
     settled = settled_decisions(streams)
@@ -125,9 +128,14 @@ def baseline_table(
 
 
 def confidence_uar_at(table: pd.DataFrame, fraction: float) -> float:
-    """The confidence baseline's UAR at `fraction` of audio heard (linear interpolation
-    along its trade-off curve, capped by its end points)."""
-    curve = table[table.strategy == "confidence"].sort_values("fraction_mean")
+    """The confidence baseline's UAR at `fraction` of audio heard."""
+    return uar_at(table, "confidence", fraction)
+
+
+def uar_at(table: pd.DataFrame, strategy: str, fraction: float) -> float:
+    """A baseline's UAR at `fraction` of audio heard (linear interpolation along its
+    trade-off curve, capped by its end points)."""
+    curve = table[table.strategy == strategy].sort_values("fraction_mean")
     return float(np.interp(fraction, curve.fraction_mean, curve.uar))
 
 
@@ -136,7 +144,11 @@ def fractions_heard(streams: Sequence[UtteranceStream], heard: np.ndarray) -> np
 
 
 def plot_tradeoff(
-    table: pd.DataFrame, path: Path, agent_fractions: np.ndarray | None = None, title: str = ""
+    table: pd.DataFrame,
+    path: Path,
+    agent_fractions: np.ndarray | None = None,
+    title: str = "",
+    agent_label: str = "Emo-RL agent",
 ) -> Path:
     """Accuracy (UAR) against the mean fraction of speech heard, every strategy in one plot;
     with the agent's per-utterance fractions as a histogram beside it."""
@@ -175,7 +187,7 @@ def plot_tradeoff(
             label="prediction settled (oracle: needs the future)",
         )
     agents = table[table.strategy == "agent"]
-    ax.plot(agents.fraction_mean, agents.uar, "*", ms=14, color="tab:red", label="Emo-RL agent")
+    ax.plot(agents.fraction_mean, agents.uar, "*", ms=14, color="tab:red", label=agent_label)
     for _, row in agents.iterrows():
         ax.annotate(
             f"λ={row.setting:g}",
@@ -195,7 +207,7 @@ def plot_tradeoff(
         hist.hist(agent_fractions, bins=20, range=(0, 1), color="tab:red", alpha=0.8)
         hist.set_xlabel("fraction of speech heard before the decision")
         hist.set_ylabel("utterances")
-        hist.set_title("Agent's decision points")
+        hist.set_title(f"{agent_label}: decision points")
     fig.tight_layout()
     with atomic_write(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")

@@ -1,4 +1,4 @@
-"""Emo-RL training and evaluation: `python -m ser.rl.train rl=emorl` (or rl=label_dqn).
+"""Emo-RL training and evaluation: `python -m ser.rl.train rl=emorl` (or rl=joint, rl=label_dqn).
 
 Steps: a causal classifier (given, or trained first on the same speakers) -> its posteriors
 after every chunk of every utterance, computed once -> SB3 agents trained on the streams of
@@ -8,7 +8,6 @@ run with SB3's curves, the metrics, the trade-off plot and the saved policies.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import logging
@@ -21,19 +20,20 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 from sklearn.metrics import balanced_accuracy_score
 from stable_baselines3.common.env_util import make_vec_env
 
 from ser.atomic import atomic_write
 from ser.config import to_dict
 from ser.data.manifest import load_folds
-from ser.data.splits import crossfit_splits, speakers_in
+from ser.data.splits import crossfit_splits
 from ser.errors import SerError, exit_on_user_error
 from ser.inference.early import ObservationSpec, policy_decisions
-from ser.inference.recognizer import Recognizer, load_recognizer
-from ser.inference.streaming import UtteranceStream, check_chunk_s, check_streaming, stream_files
+from ser.inference.recognizer import Recognizer
+from ser.inference.streaming import UtteranceStream, check_chunk_s
 from ser.project import CONFIG_DIR
+from ser.rl.classifier import classifier, split_streams, train_classifier
 from ser.rl.env import LabelEnv, Reward, StreamingEmotionEnv
 from ser.rl.evaluate import (
     baseline_table,
@@ -42,9 +42,9 @@ from ser.rl.evaluate import (
     plot_tradeoff,
     score,
 )
+from ser.rl.joint import run_joint
 from ser.tracking import git_commit, mlflow_logger, run_status, run_summary
 from ser.tracking.sb3 import sb3_logger
-from ser.train import train
 
 log = logging.getLogger(__name__)
 
@@ -60,56 +60,6 @@ def reward_targets(streams: list[UtteranceStream], target: str) -> list[Utteranc
     if target == "label":
         return streams
     return [dataclasses.replace(s, label=int(np.argmax(s.posteriors[-1]))) for s in streams]
-
-
-def classifier(cfg: DictConfig, manifest: pd.DataFrame) -> Recognizer:
-    """The configured streaming classifier, or one trained now on the manifest's speakers."""
-    if cfg.rl.classifier:
-        recognizer = load_recognizer(cfg.rl.classifier)
-        extractor = to_dict(cfg.features.extractor)
-        check_streaming(recognizer, extractor)
-        check_unseen_speakers(recognizer, manifest, str(cfg.rl.agent_split))
-        return recognizer
-    return train_classifier(cfg, manifest)
-
-
-def check_unseen_speakers(recognizer: Recognizer, manifest: pd.DataFrame, agent_split: str) -> None:
-    """Refuse a given classifier that was trained on this run's test speakers (or, for
-    `agent_split=val`, its validation speakers): its decisions there would not be
-    speaker-independent. A checkpoint from another split seed is the usual way to get here."""
-    seen = recognizer.module.train_speakers
-    if seen is None:  # a checkpoint saved before ser recorded its speakers
-        return
-    splits = ["test", "val"] if agent_split == "val" else ["test"]
-    for split in splits:
-        overlap = sorted(set(seen) & set(speakers_in(manifest, split)))
-        if overlap:
-            seed = recognizer.config.get("protocol", {}).get("seed")
-            raise SerError(
-                f"rl.classifier {recognizer.source} was trained on speakers {overlap}, which are "
-                f"{split} speakers here; use the split it was trained with (protocol.seed={seed}) "
-                "or leave rl.classifier unset to train one on this run's training speakers"
-            )
-
-
-def train_classifier(
-    cfg: DictConfig, manifest: pd.DataFrame, copy_name: str | None = None
-) -> Recognizer:
-    """A streaming classifier trained now (`model` of the config, one MLflow run of its own)
-    on the manifest's train speakers, saved as `<output_dir>/classifier.ckpt`; a cross-fitted
-    copy is saved as `<copy_name>.ckpt`, its run name ending in `-<copy_name>`."""
-    name = copy_name or "classifier"
-    path = Path(cfg.paths.output_dir) / f"{name}.ckpt"
-    train_cfg = copy.deepcopy(cfg)
-    with open_dict(train_cfg):
-        train_cfg.save_checkpoint = str(path)
-        train_cfg.paths.output_dir = str(Path(cfg.paths.output_dir) / name)
-        if copy_name and (train_cfg.get("logger") or {}).get("mlflow"):
-            train_cfg.logger.mlflow.run_name = f"{train_cfg.logger.mlflow.run_name}-{copy_name}"
-    train(train_cfg, manifest)
-    recognizer = load_recognizer(path)
-    check_streaming(recognizer)
-    return recognizer
 
 
 def agent_streams(
@@ -129,27 +79,6 @@ def agent_streams(
     for i, part in enumerate(parts):
         held_out = train_classifier(cfg, part, f"crossfit{i}")
         streams += split_streams(held_out, part, "test", chunk_s)
-    return streams
-
-
-def split_streams(
-    recognizer: Recognizer, manifest: pd.DataFrame, split: str, chunk_s: float
-) -> list[UtteranceStream]:
-    rows = manifest[manifest["split"] == split]
-    unknown = sorted(set(rows["label"]) - set(recognizer.class_names))
-    if unknown:
-        raise SerError(
-            f"labels {unknown} are not among the classifier's classes {recognizer.class_names}; "
-            "use the dataset and label_map it was trained with"
-        )
-    index = {name: i for i, name in enumerate(recognizer.class_names)}
-    streams, skipped = stream_files(
-        recognizer, list(rows["path"]), [index[x] for x in rows["label"]], chunk_s
-    )
-    if skipped:
-        log.warning("%s: skipped %d files: %s", split, len(skipped), list(skipped.items())[:3])
-    if not streams:
-        raise SerError(f"no usable {split} utterances to stream; check the dataset and protocol")
     return streams
 
 
@@ -304,11 +233,11 @@ def run_label_dqn(
     return metrics
 
 
-def run(cfg: DictConfig) -> dict[str, float]:
-    """Train and evaluate the configured RL set-up; returns the test metrics."""
-    pl.seed_everything(cfg.seed, workers=True)
-    if cfg.rl.name not in ("emorl", "label_dqn"):
-        raise SerError(f"rl={cfg.rl.name} is unknown; use rl=emorl or rl=label_dqn")
+RL_SETUPS = ("emorl", "label_dqn", "joint")
+
+
+def check_agent_settings(cfg: DictConfig) -> None:
+    """The SB3 set-ups' settings (rl=emorl, rl=label_dqn), checked before any work."""
     if cfg.rl.agent_split not in AGENT_SPLITS:
         raise SerError(
             f"rl.agent_split={cfg.rl.agent_split} is unknown; use one of {', '.join(AGENT_SPLITS)}"
@@ -318,21 +247,31 @@ def run(cfg: DictConfig) -> dict[str, float]:
             f"rl.reward.target={cfg.rl.reward.target} is unknown; use one of "
             f"{', '.join(REWARD_TARGETS)}"
         )
-    check_chunk_s(cfg.rl.chunk_s)
     if not int(cfg.rl.total_timesteps) > 0:
         raise SerError(
             f"rl.total_timesteps={cfg.rl.total_timesteps} must be > 0, e.g. "
             "rl.total_timesteps=40000"
-        )
-    if cfg.rl.name == "emorl" and not cfg.rl.wait_costs:
-        raise SerError(
-            "rl.wait_costs is empty; give at least one cost of a WAIT, e.g. rl.wait_costs=[0.02]"
         )
     if cfg.rl.agent_split == "crossfit" and cfg.rl.classifier:
         raise SerError(
             "rl.agent_split=crossfit trains the classifier and its cross-fitted copies with one "
             "config; leave rl.classifier unset, or use rl.agent_split=val"
         )
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Train and evaluate the configured RL set-up; returns the test metrics."""
+    pl.seed_everything(cfg.seed, workers=True)
+    if cfg.rl.name not in RL_SETUPS:
+        raise SerError(f"rl={cfg.rl.name} is unknown; use rl=emorl, rl=joint or rl=label_dqn")
+    check_chunk_s(cfg.rl.chunk_s)
+    if cfg.rl.name in ("emorl", "joint") and not cfg.rl.wait_costs:
+        raise SerError(
+            "rl.wait_costs is empty; give at least one cost of a WAIT, e.g. rl.wait_costs=[0.02]"
+        )
+    joint = cfg.rl.name == "joint"
+    if not joint:
+        check_agent_settings(cfg)
     folds = load_folds(cfg)
     fold = int(cfg.rl.fold)
     if not 0 <= fold < len(folds):
@@ -344,29 +283,33 @@ def run(cfg: DictConfig) -> dict[str, float]:
     output_dir = Path(cfg.paths.output_dir)
     artifacts = output_dir / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
-    recognizer = classifier(cfg, manifest)
+    recognizer = None if joint else classifier(cfg, manifest)
 
     settings = to_dict(cfg.logger.mlflow)
     settings["experiment_name"] = f"{settings['experiment_name']}-rl"
-    settings["run_name"] = f"{cfg.rl.name}-{cfg.rl.algorithm._target_.rsplit('.', 1)[-1]}"
+    method = "reinforce" if joint else cfg.rl.algorithm._target_.rsplit(".", 1)[-1]
+    settings["run_name"] = f"{cfg.rl.name}-{method}"
     tags = {
         "git_commit": git_commit(Path(__file__).parent),
         "dataset": cfg.dataset.name,
         "rl": cfg.rl.name,
-        "classifier": recognizer.source,
-        "agent_split": cfg.rl.agent_split,
     }
+    if recognizer is not None:
+        tags |= {"classifier": recognizer.source, "agent_split": cfg.rl.agent_split}
     logger = mlflow_logger(settings, cfg.paths.mlruns_dir, tags)
     client, run_id = logger.experiment, logger.run_id
     assert run_id is not None  # set once `experiment` has started the run
     with run_status(logger):
         logger.log_hyperparams(to_dict(cfg))
-        chunk_s = float(cfg.rl.chunk_s)
-        train_streams = agent_streams(cfg, recognizer, manifest, chunk_s)
-        test_streams = split_streams(recognizer, manifest, "test", chunk_s)
-        runner = run_emorl if cfg.rl.name == "emorl" else run_label_dqn
-        metrics = runner(cfg, train_streams, test_streams, client, run_id, artifacts)
-        metrics |= {"episodes/agent": len(train_streams), "episodes/test": len(test_streams)}
+        if recognizer is None:
+            metrics = run_joint(cfg, manifest, artifacts)
+        else:
+            chunk_s = float(cfg.rl.chunk_s)
+            train_streams = agent_streams(cfg, recognizer, manifest, chunk_s)
+            test_streams = split_streams(recognizer, manifest, "test", chunk_s)
+            runner = run_emorl if cfg.rl.name == "emorl" else run_label_dqn
+            metrics = runner(cfg, train_streams, test_streams, client, run_id, artifacts)
+            metrics |= {"episodes/agent": len(train_streams), "episodes/test": len(test_streams)}
         with atomic_write(artifacts / "metrics.json") as tmp:
             tmp.write_text(json.dumps(metrics, indent=2))
         for key, value in metrics.items():
@@ -379,8 +322,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="rl_train")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float:
-    """Hydra entry point; returns the agent's test UAR."""
-    return run(cfg)["test/agent_uar"]
+    """Hydra entry point; returns the test UAR of the agent's (or the joint model's) stops."""
+    metrics = run(cfg)
+    return metrics["test/joint_uar" if cfg.rl.name == "joint" else "test/agent_uar"]
 
 
 if __name__ == "__main__":

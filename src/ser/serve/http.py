@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import io
 import socket
 import threading
@@ -33,6 +34,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from ser.errors import AudioError, SerError, exit_on_user_error
+from ser.inference.early import EarlyDecider, EarlyPolicy, early_decider
 from ser.inference.recognizer import Recognizer, load_recognizer
 from ser.serve.page import INDEX_HTML
 from ser.serve.stream import TimelineCancelled, stream_timeline, timeline_wave
@@ -114,9 +116,12 @@ def envelope(wave: np.ndarray, points: int = ENVELOPE_POINTS) -> list[float]:
 class Service:
     """The model, its single inference thread, the queue bound and the limits."""
 
-    def __init__(self, recognizer: Recognizer, limits: Limits) -> None:
+    def __init__(
+        self, recognizer: Recognizer, limits: Limits, early: EarlyDecider | None = None
+    ) -> None:
         self.recognizer = recognizer
         self.limits = limits
+        self.early = early  # who decides when to stop listening, where someone does
         self.executor: ThreadPoolExecutor | None = None  # started on first use
         self.pending = 0  # requests queued or running; touched only on the event loop thread
 
@@ -131,13 +136,22 @@ class Service:
         wave = timeline_wave(self.recognizer, samples, rate, source)
         timeline = stream_timeline(self.recognizer, wave, window_s, hop_s, cancel=cancel)
         names = self.recognizer.class_names
+        warnings = list(prediction.warnings)
+        early = None
+        if self.early is not None:
+            try:
+                processed = self.recognizer.preprocessor.process(samples, rate, source)
+                early = dataclasses.asdict(self.early.decide(self.recognizer, processed))
+            except AudioError as err:  # shorter than one chunk: no early decision to make
+                warnings.append(f"no early decision: {err.reason}")
         return {
             "source": source,
             "label": prediction.label,
             # Unrounded: clients can compare with the model's own output.
             "probabilities": prediction.probabilities,
             "duration_s": prediction.duration_s,
-            "warnings": prediction.warnings,
+            "warnings": warnings,
+            **({"early_decision": early} if self.early is not None else {}),
             "timeline": {
                 "window_s": window_s,
                 "hop_s": hop_s,
@@ -282,10 +296,12 @@ def create_app(
     timeout_s: float = 30.0,
     max_queue: int = 64,
     max_duration_s: float = 600.0,
+    policy: EarlyPolicy | None = None,
 ) -> FastAPI:
-    """The FastAPI app serving `recognizer` with these limits."""
+    """The FastAPI app serving `recognizer` with these limits; with an Emo-RL `policy`, or a
+    joint model's own, each answer also says when listening could have stopped."""
     limits = Limits(int(max_upload_mb * 2**20), timeout_s, max_queue, max_duration_s)
-    service = Service(recognizer, limits)
+    service = Service(recognizer, limits, early_decider(recognizer, policy))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -373,6 +389,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-duration-s", type=float, default=600.0, help="longest audio accepted (s)"
     )
+    parser.add_argument(
+        "--policy",
+        help="an Emo-RL policy (policy_*.zip): answers add its early decision (a joint model, "
+        "rl=joint, adds its own without this); --model must be a causal model",
+    )
     return parser
 
 
@@ -390,11 +411,17 @@ def main(argv: list[str] | None = None) -> None:
         raise SerError(f"--port {args.port} is not a TCP port; give one in 1-65535, e.g. 8000")
     # The port first: one in use is one error line before the model loads; and "serving" is
     # printed once the socket listens (connections queue until the app takes them).
+    policy = EarlyPolicy(args.policy) if args.policy else None  # before the port and model
     sock = listening_socket(args.host, args.port)
     host, port = sock.getsockname()[:2]
     recognizer = load_recognizer(args.model, args.tracking_uri)
     app = create_app(
-        recognizer, args.max_upload_mb, args.timeout_s, args.max_queue, args.max_duration_s
+        recognizer,
+        args.max_upload_mb,
+        args.timeout_s,
+        args.max_queue,
+        args.max_duration_s,
+        policy,
     )
     print(f"serving {recognizer.source} on http://{host}:{port}", flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))

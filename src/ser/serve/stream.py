@@ -27,9 +27,8 @@ import torch
 
 from ser.atomic import atomic_write
 from ser.errors import AudioError, SerError, exit_on_user_error
-from ser.inference.early import EarlyPolicy
+from ser.inference.early import EarlyPolicy, early_decider
 from ser.inference.recognizer import Prediction, Recognizer, load_recognizer
-from ser.inference.streaming import check_streaming
 from ser.preprocess import read_audio, segment_bounds
 
 DEFAULT_MODEL = "models/model.ckpt"  # where the DVC `train` stage saves the model
@@ -220,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--policy",
         help="an Emo-RL policy (policy_*.zip from `python -m ser.rl.train`): print when it "
-        "stops listening and its label; --model must then be a causal (streaming) model",
+        "stops listening and its label; --model must then be a causal (streaming) model. A "
+        "joint model (rl=joint) brings its own policy: its decision is printed without this",
     )
     return parser
 
@@ -242,8 +242,8 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     if args.policy:
         policy = EarlyPolicy(args.policy)  # a missing policy file: before any model work
     recognizer = load_recognizer(args.model, args.tracking_uri)
-    if policy is not None:
-        check_streaming(recognizer)  # a non-causal model: before the timeline is computed
+    # A given policy, or a joint model's own; a non-causal model fails before the timeline.
+    decider = early_decider(recognizer, policy)
     if args.mic is not None:
         rate = recognizer.sample_rate
         data = record_mic(args.mic, rate, sd)
@@ -258,8 +258,8 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     duration = len(wave) / recognizer.sample_rate
     top = overall.probabilities[overall.label]
     print(f"overall: {overall.label} ({top:.2f}) over {duration:.2f} s")
-    if policy is not None:
-        decision = policy.decide(recognizer, recognizer.preprocessor.process(data, rate, source))
+    if decider is not None:
+        decision = decider.decide(recognizer, recognizer.preprocessor.process(data, rate, source))
         print(
             f"early decision (Emo-RL): {decision.label} after {decision.seconds:.2f} s of "
             f"speech ({decision.fraction:.0%} of it heard)"
