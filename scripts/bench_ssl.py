@@ -35,8 +35,9 @@ SIZES = {
 }
 
 
-def generate(family: str, size: str, folder: Path) -> Path:
-    """A randomly initialised model with the family's real architecture at `size`."""
+def generate(family: str, size: str, folder: Path, norm: str = "group") -> Path:
+    """A randomly initialised model with the family's real architecture at `size`; `norm`
+    "layer" gives the large models' per-frame layer-norm front-end (padded batches masked)."""
     import transformers as tf
 
     width, layers, heads, ffn = SIZES[size]
@@ -65,6 +66,7 @@ def generate(family: str, size: str, folder: Path) -> Path:
         num_attention_heads=heads,
         intermediate_size=ffn,
         num_conv_pos_embedding_groups=min(16, heads),
+        **({"feat_extract_norm": "layer", "do_stable_layer_norm": True} if norm == "layer" else {}),
     )
     model_class(config).save_pretrained(folder)
     tf.Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000).save_pretrained(folder)
@@ -170,6 +172,9 @@ def main() -> None:
         "--family", default="wav2vec2", choices=["wav2vec2", "hubert", "wavlm", "whisper"]
     )
     parser.add_argument("--size", default="base", choices=list(SIZES))
+    parser.add_argument(
+        "--norm", default="group", choices=["group", "layer"], help="conv front-end's norm"
+    )
     parser.add_argument("--files", type=int, default=16)
     parser.add_argument("--batch", type=int, default=8, help="batch size to compare with 1")
     parser.add_argument("--block-s", type=float, help="the causal variant's block (default 0.24 s)")
@@ -181,8 +186,11 @@ def main() -> None:
         child(args.model, args.child, args.batch, args.block_s, args.files, args.audio)
         return
     with tempfile.TemporaryDirectory(prefix="ser-bench-ssl-") as tmp:
-        model = args.model or str(generate(args.family, args.size, Path(tmp) / "model"))
-        label = args.model or f"generated {args.family} ({args.size}, random weights)"
+        folder = Path(tmp) / "model"
+        model = args.model or str(generate(args.family, args.size, folder, args.norm))
+        label = args.model or (
+            f"generated {args.family} ({args.size}, {args.norm}-norm front-end, random weights)"
+        )
         print(f"model: {label}")
         cores = os.cpu_count() or 1
         runs = [(t, b, None) for t in sorted({1, cores}) for b in sorted({1, args.batch})]

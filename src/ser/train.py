@@ -70,9 +70,10 @@ def build_model(cfg: DictConfig, datamodule: SERDataModule) -> SERModule | Class
         model_cfg.pop(key, None)
     halting_settings = to_dict(cfg.model).get("halting")
     # rl=joint's stopping policy, on frame-level features only (its chunks are frames).
-    halting = (
-        build_halting(halting_settings, net, datamodule.frame_rate) if halting_settings else None
-    )
+    halting = None
+    if halting_settings:
+        rate = datamodule.frame_rate
+        halting = build_halting(halting_settings, net, datamodule.num_classes, rate)
     model = instantiate(
         model_cfg,
         _convert_="partial",  # plain lists in checkpoints, loadable with weights_only

@@ -38,7 +38,7 @@ def test_reinforce_raises_the_stop_probability_only_where_stopping_pays(
     right_at_first: bool,
 ) -> None:
     torch.manual_seed(0)
-    policy = HaltingPolicy(3, frame_rate=4.0, chunk_s=0.25, wait_cost=0.1, entropy_weight=0.0)
+    policy = HaltingPolicy(3, 2, frame_rate=4.0, chunk_s=0.25, wait_cost=0.1, entropy_weight=0.0)
     policy.policy.bias.data.fill_(0.0)  # stop with p = 0.5 after the first chunk
     out = policy.episodes(*two_step_toy(right_at_first))
     out.policy_loss.backward()
@@ -52,7 +52,7 @@ def test_reinforce_raises_the_stop_probability_only_where_stopping_pays(
 
 
 def test_a_stop_is_sampled_per_utterance_and_the_last_chunk_always_ends_it() -> None:
-    policy = HaltingPolicy(3, frame_rate=4.0, chunk_s=0.25, initial_stop_probability=0.01)
+    policy = HaltingPolicy(3, 2, frame_rate=4.0, chunk_s=0.25, initial_stop_probability=0.01)
     prefix, hidden, lengths, targets = two_step_toy(True, n=200)
     out = policy.episodes(prefix, hidden, lengths, targets)
     assert set(out.stops.tolist()) <= {1, 2} and (out.stops == 2).float().mean() > 0.9
@@ -64,7 +64,7 @@ def test_a_stop_is_sampled_per_utterance_and_the_last_chunk_always_ends_it() -> 
 def test_the_policy_gradient_reaches_the_encoder_and_the_baseline_does_not() -> None:
     torch.manual_seed(0)
     net = CausalLSTM(5, 3, hidden_size=8, num_layers=1, dropout=0.0)
-    policy = HaltingPolicy(8, frame_rate=100.0, chunk_s=0.05, initial_stop_probability=0.3)
+    policy = HaltingPolicy(8, 3, frame_rate=100.0, chunk_s=0.05, initial_stop_probability=0.3)
     x, lengths, y = torch.randn(16, 20, 5), torch.full((16,), 20), torch.randint(0, 3, (16,))
     logits, hidden, _ = net.frame_outputs(x)
     out = policy.episodes(running_mean(logits), hidden, lengths, y)
@@ -87,7 +87,7 @@ def test_the_joint_model_learns_to_stop_at_the_early_cue_and_be_right() -> None:
     torch.manual_seed(0)
     net = CausalLSTM(4, 2, hidden_size=16, num_layers=1, dropout=0.0)
     halting = HaltingPolicy(
-        16, frame_rate=100.0, chunk_s=0.05, wait_cost=0.05, initial_stop_probability=0.1
+        16, 2, frame_rate=100.0, chunk_s=0.05, wait_cost=0.05, initial_stop_probability=0.1
     )
     module = SERModule(
         net,
@@ -116,15 +116,15 @@ def test_the_joint_model_learns_to_stop_at_the_early_cue_and_be_right() -> None:
 def test_a_halting_policy_needs_a_streaming_classifier() -> None:
     settings = {"_target_": "ser.models.halting.HaltingPolicy", "chunk_s": 0.25}
     with pytest.raises(SerError, match=r"model\.causal=true"):
-        build_halting(settings, LSTM(4, 2), frame_rate=100.0)
-    assert isinstance(build_halting(settings, CausalLSTM(4, 2), 100.0), HaltingPolicy)
-    assert build_halting(None, LSTM(4, 2), 100.0) is None
+        build_halting(settings, LSTM(4, 2), 2, frame_rate=100.0)
+    assert isinstance(build_halting(settings, CausalLSTM(4, 2), 2, 100.0), HaltingPolicy)
+    assert build_halting(None, LSTM(4, 2), 2, 100.0) is None
     with pytest.raises(SerError, match="chunk_s"):
-        HaltingPolicy(4, frame_rate=100.0, chunk_s=0.0)
+        HaltingPolicy(4, 2, frame_rate=100.0, chunk_s=0.0)
 
 
 def test_the_deterministic_stop_is_the_median_of_the_sampled_stopping_time() -> None:
-    policy = HaltingPolicy(3, frame_rate=4.0, chunk_s=0.25)
+    policy = HaltingPolicy(3, 2, frame_rate=4.0, chunk_s=0.25)
     p = torch.tensor([[0.2] * 6, [0.6] + [0.0001] * 5])
     logits = torch.log(p / (1 - p))
     # stopped by chunk k with probability 1 - 0.8^k: 0.2, 0.36, 0.49, 0.59 -> chunk 4

@@ -130,8 +130,9 @@ def halting_decisions(halting: HaltingPolicy, streams: Sequence[UtteranceStream]
                 f"was trained on {halting.chunk_s:g} s; stream with rl.chunk_s={halting.chunk_s:g}"
             )
         states = torch.from_numpy(stream.hidden).unsqueeze(0)
+        posteriors = torch.from_numpy(stream.posteriors).unsqueeze(0)
         with torch.no_grad():
-            logits = halting.stop_logits(states)
+            logits = halting.stop_logits(states, posteriors)
         heard.append(int(halting.decide(logits, torch.tensor([stream.chunks]))[0]))
     return np.array(heard, dtype=int)
 

@@ -1,8 +1,9 @@
 """Adaptive halting: a stopping policy trained together with a streaming classifier, the
 second Emo-RL design (EARLIEST, Hartvigsen et al., KDD 2019).
 
-After every chunk of audio the policy reads the causal classifier's LSTM state and the time
-heard, and gives the probability of stopping now. In training one episode is sampled per
+After every chunk of audio the policy reads the causal classifier's LSTM state, its running
+posterior (sorted: how confident it is, not in what) and the time heard, and gives the
+probability of stopping now. In training one episode is sampled per
 utterance (stop at the first chunk whose coin says stop, else at the end); the classifier is
 trained by cross-entropy at that stopping point, the policy by REINFORCE on the return
 `reward(correct at the stop) - wait_cost * chunks waited after this one`, with a learned
@@ -52,9 +53,11 @@ class HaltingOutcome:
     returns: torch.Tensor  # (B,) the episode's return from its first chunk
 
 
-def build_halting(settings: dict | None, net: nn.Module, frame_rate: float) -> HaltingPolicy | None:
+def build_halting(
+    settings: dict | None, net: nn.Module, num_classes: int, frame_rate: float
+) -> HaltingPolicy | None:
     """The halting policy a model config asks for (`model.halting`, set by rl=joint), sized to
-    the net's LSTM state; None where there is none."""
+    the net's LSTM state and classes; None where there is none."""
     if not settings:
         return None
     hidden_size = getattr(net, "hidden_size", None)
@@ -62,7 +65,12 @@ def build_halting(settings: dict | None, net: nn.Module, frame_rate: float) -> H
         raise SerError("a halting policy needs a streaming classifier; add model.causal=true")
     from hydra.utils import instantiate
 
-    return instantiate(settings, hidden_size=int(hidden_size), frame_rate=float(frame_rate))
+    return instantiate(
+        settings,
+        hidden_size=int(hidden_size),
+        num_classes=int(num_classes),
+        frame_rate=float(frame_rate),
+    )
 
 
 class HaltingPolicy(nn.Module):
@@ -77,6 +85,7 @@ class HaltingPolicy(nn.Module):
     def __init__(
         self,
         hidden_size: int,
+        num_classes: int,
         frame_rate: float,
         chunk_s: float = 0.25,
         wait_cost: float = 0.02,
@@ -105,25 +114,31 @@ class HaltingPolicy(nn.Module):
         self.correct, self.wrong = float(correct), float(wrong)
         self.threshold = float(threshold)
         self.warmup_epochs = int(warmup_epochs)
-        # Reads the state (with gradient: it shapes the encoder) and the seconds heard.
-        self.policy = nn.Linear(hidden_size + 1, 1)
+        # Reads the state (with gradient: it shapes the encoder), the sorted running posterior
+        # (the confidence of the answer it would give, which the state alone does not hold:
+        # the posterior is a mean over every frame so far) and the seconds heard.
+        inputs = hidden_size + num_classes + 1
+        self.policy = nn.Linear(inputs, 1)
         # Small weights: the stop probability starts near `initial_stop_probability` everywhere
         # (zero weights would block the gradient to the encoder at the first steps).
         nn.init.normal_(self.policy.weight, std=0.01)
         p = initial_stop_probability
         nn.init.constant_(self.policy.bias, math.log(p / (1 - p)))
         # The expected return, for a lower-variance REINFORCE; it never trains the encoder.
-        self.baseline = nn.Sequential(nn.Linear(hidden_size + 1, 32), nn.ReLU(), nn.Linear(32, 1))
+        self.baseline = nn.Sequential(nn.Linear(inputs, 32), nn.ReLU(), nn.Linear(32, 1))
 
-    def _inputs(self, states: torch.Tensor) -> torch.Tensor:
-        """(B, K, H) states at the chunk ends, with the seconds heard after each chunk."""
+    def _inputs(self, states: torch.Tensor, posteriors: torch.Tensor) -> torch.Tensor:
+        """(B, K, H) states and (B, K, C) running posteriors at the chunk ends, with the
+        seconds heard after each chunk."""
         steps = torch.arange(1, states.shape[1] + 1, device=states.device, dtype=states.dtype)
         seconds = (steps * self.chunk_s).view(1, -1, 1).expand(states.shape[0], -1, 1)
-        return torch.cat([states, seconds], dim=-1)
+        confidence = posteriors.sort(dim=-1, descending=True).values
+        return torch.cat([states, confidence, seconds], dim=-1)
 
-    def stop_logits(self, states: torch.Tensor) -> torch.Tensor:
-        """(B, K, H) LSTM outputs at the end of each chunk -> (B, K) logits of stopping."""
-        return self.policy(self._inputs(states)).squeeze(-1)
+    def stop_logits(self, states: torch.Tensor, posteriors: torch.Tensor) -> torch.Tensor:
+        """(B, K, H) LSTM outputs and (B, K, C) running posteriors at the end of each chunk
+        -> (B, K) logits of stopping."""
+        return self.policy(self._inputs(states, posteriors)).squeeze(-1)
 
     def decide(self, stop_logits: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         """Deterministic stops (1-based): the first chunk by which the sampled policy would have
@@ -151,7 +166,8 @@ class HaltingPolicy(nn.Module):
         grid = chunk_grid(lengths, self.chunk_frames)
         rows = torch.arange(len(lengths), device=lengths.device).unsqueeze(1)
         states = hidden[rows, grid.ends]  # (B, K, H)
-        logits = self.stop_logits(states)
+        posteriors = torch.softmax(prefix_logits[rows, grid.ends], dim=-1)  # (B, K, C)
+        logits = self.stop_logits(states, posteriors)
         if sample:
             coins = torch.bernoulli(torch.sigmoid(logits.detach())).bool()
             steps = torch.arange(1, logits.shape[1] + 1, device=logits.device)
@@ -168,7 +184,7 @@ class HaltingPolicy(nn.Module):
         # A decision is taken after every chunk but the last (there the stream ends anyway).
         decided = (steps <= stops.unsqueeze(1)) & (steps < grid.counts.unsqueeze(1))
         returns = reward.unsqueeze(1) - self.wait_cost * (stops.unsqueeze(1) - steps)
-        baseline = self.baseline(self._inputs(states.detach())).squeeze(-1)
+        baseline = self.baseline(self._inputs(states.detach(), posteriors.detach())).squeeze(-1)
         advantage = (returns - baseline).detach()
         log_stop = nn.functional.logsigmoid(logits)
         log_wait = nn.functional.logsigmoid(-logits)

@@ -434,7 +434,8 @@ def load_checkpoint(
     halting_settings = cfg["model"].get("halting")
     halting = None
     if halting_settings and "halting.frame_rate" in state:
-        halting = build_halting(halting_settings, net, float(state["halting.frame_rate"]))
+        rate = float(state["halting.frame_rate"])
+        halting = build_halting(halting_settings, net, len(class_names), rate)
     module = SERModule(
         net,
         class_names,
