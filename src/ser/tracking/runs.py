@@ -16,13 +16,19 @@ from ser.tracking.mlflow import git_commit
 
 
 def sweep_tags() -> dict[str, str]:
-    """The sweep's id and this job's number, for a run of a Hydra multirun."""
+    """The sweep's id and this job's number, for a run of a Hydra multirun; in an Optuna sweep
+    of a named study also the study's name (the job number is the trial's), which groups the
+    runs of every worker and every command that shares the study."""
     if not HydraConfig.initialized():
         return {}
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return {}
-    return {"sweep_id": Path(hydra_cfg.sweep.dir).name, "sweep_job": str(hydra_cfg.job.num)}
+    tags = {"sweep_id": Path(hydra_cfg.sweep.dir).name, "sweep_job": str(hydra_cfg.job.num)}
+    study = hydra_cfg.sweeper.get("study_name")  # a DictConfig, whichever sweeper's
+    if study:
+        tags["optuna_study"] = str(study)
+    return tags
 
 
 def run_tags(cfg: DictConfig) -> dict[str, str]:
