@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -343,3 +345,52 @@ def test_stage_configs_extend_train(config_name: str, compose: ComposeFn) -> Non
 def test_unknown_option_is_rejected_with_the_choices(compose: ComposeFn) -> None:
     with pytest.raises(ConfigCompositionException, match="cnn_lstm"):
         compose(["model=transformer"])
+
+
+def test_sweeps_go_through_sers_basic_sweeper_unless_a_search_picks_optuna(
+    compose: ComposeFn,
+) -> None:
+    target = compose(hydra=True).hydra.sweeper._target_
+    assert target == "hydra_plugins.ser_basic_sweeper.sweeper.SerBasicSweeper"
+    tuned = compose(["hparams_search=optuna"], hydra=True).hydra.sweeper._target_
+    assert tuned.startswith("hydra_plugins.ser_optuna_sweeper.")
+
+
+def test_slurm_launcher_builds_the_sbatch_script_of_a_gpu_job_array(
+    tmp_path: Path, compose: ComposeFn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """hydra/launcher=slurm through Hydra's submitit launcher up to the submission: the job
+    array's sbatch script, as submitit writes it (no SLURM here: a stand-in `srun` on PATH)."""
+    import submitit
+
+    cfg = compose(
+        [f"paths.root_dir={tmp_path}", "hydra/launcher=slurm", "hydra.launcher.partition=a100"],
+        hydra=True,
+    )
+    settings = cfg.hydra.launcher
+    assert settings._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert (settings.gpus_per_task, settings.timeout_min, settings.array_parallelism) == (1, 240, 8)
+    (tmp_path / "bin").mkdir()
+    srun = tmp_path / "bin" / "srun"
+    srun.write_text("#!/bin/sh\nexit 1\n")
+    srun.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{srun.parent}:{os.environ['PATH']}")
+    executors: list[Any] = []
+
+    class Submitted(Exception):
+        pass
+
+    def submit(executor: Any, *args: Any) -> None:
+        executors.append(executor._executor)
+        raise Submitted  # stop where sbatch would be called
+
+    monkeypatch.setattr(submitit.AutoExecutor, "map_array", submit)
+    launcher = instantiate(settings)
+    launcher.config = cfg
+    with pytest.raises(Submitted):
+        launcher.launch([["model=mlp"], ["model=cnn"]], initial_job_idx=0)
+    (executor,) = executors
+    assert executor.parameters["array_parallelism"] == 8
+    script = executor._make_submission_file_text("python -u -m submitit.core._submit", "x")
+    for line in ("--partition=a100", "--gpus-per-task=1", "--time=240", "--cpus-per-task=8"):
+        assert f"#SBATCH {line}\n" in script

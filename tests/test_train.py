@@ -21,6 +21,7 @@ import pytest
 import pytorch_lightning as pl
 import soundfile as sf
 import torch
+import yaml
 from hydra.utils import instantiate
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
@@ -296,14 +297,20 @@ def test_cli_overlapping_manifest_is_refused_before_any_run(
 
 @pytest.mark.slow
 def test_sweep_puts_its_runs_in_one_experiment(tmp_path: Path, cli, train_args) -> None:
-    result = cli(train_args("-m", "model=mlp,cnn", "debug=fast"), cwd=tmp_path)
+    # Through submitit's local executor: each job in its own process, as on SLURM.
+    args = train_args("-m", "hydra/launcher=submitit_local", "model=mlp,cnn", "debug=fast")
+    result = cli(args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "all 2 jobs completed" in result.stdout
     found = runs(store(tmp_path))
     assert len(found) == 2
     assert {r.data.tags["model"] for r in found} == {"mlp", "cnn"}
     assert len({r.data.tags["sweep_id"] for r in found}) == 1
     assert all(r.info.status == "FINISHED" for r in found)
-    assert "mlflow ui --backend-store-uri sqlite:///" in result.stdout
+    # Each job's output is in its own submitit log (a process of its own).
+    job_logs = list(tmp_path.glob("logs/*/multiruns/*/.submitit/*/*_log.out"))
+    assert len(job_logs) == 2
+    assert all("mlflow ui --backend-store-uri sqlite:///" in p.read_text() for p in job_logs)
 
 
 @pytest.mark.slow
@@ -609,3 +616,29 @@ def test_fixed_schedule_tests_the_last_epoch(make_cfg: ComposeFn) -> None:
     train(cfg)
     (checkpoint,) = (Path(cfg.paths.output_dir) / "checkpoints").glob("*.ckpt")
     assert checkpoint.name.startswith("epoch002-")
+
+
+@pytest.mark.slow
+def test_a_failed_job_of_a_submitit_sweep_is_its_failed_run_and_the_sweep_goes_on(
+    tmp_path: Path, cli, train_args
+) -> None:
+    # Two jobs in separate processes (submitit's local executor, SLURM's path without the
+    # scheduler); the second crashes in training (AdamW refuses a negative epsilon).
+    result = cli(
+        train_args(
+            "-m", "hydra/launcher=submitit_local", "model=mlp", "debug=fast",
+            "+model.optimizer.eps=1e-8,-1.0",
+        ),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-3000:]
+    found = sorted(runs(store(tmp_path)), key=lambda r: int(r.data.tags["sweep_job"]))
+    assert [r.info.status for r in found] == ["FINISHED", "FAILED"]
+    assert len({r.data.tags["sweep_id"] for r in found}) == 1
+    lines = result.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("Sweep "))
+    assert lines[header].endswith("1 of 2 jobs failed")
+    assert "job 1 (" in lines[header + 1] and "Invalid epsilon" in lines[header + 1]
+    (summary,) = tmp_path.glob("logs/*/multiruns/*/sweep_summary.yaml")
+    assert yaml.safe_load(summary.read_text())["failed"] == 1
+    assert list(summary.parent.glob(".submitit/*"))  # the jobs ran through submitit

@@ -67,11 +67,13 @@ def test_an_installed_wheel_trains_and_predicts_outside_the_repository(
     project = tmp_path / "my_project"
     project.mkdir()
     bin_dir = wheel_env / "bin"
-    # The Optuna sweeper plugin (hparams_search=...) travels in the wheel too.
+    # The sweeper plugins (ser_basic, the default; ser_optuna for hparams_search=...) travel
+    # in the wheel too.
     where = run(
         [str(bin_dir / "python"), "-c",
          "import ser, ser.project; print(ser.__file__); print(ser.project.CONFIG_DIR); "
-         "import hydra_plugins.ser_optuna_sweeper.sweeper as s; print(s.__file__)"],
+         "import hydra_plugins.ser_optuna_sweeper.sweeper as s; print(s.__file__); "
+         "import hydra_plugins.ser_basic_sweeper.sweeper as b; print(b.__file__)"],
         cwd=project,
     ).stdout.split()  # fmt: skip
     assert all(Path(p).is_relative_to(wheel_env) for p in where), where  # not the clone's src/

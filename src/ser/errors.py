@@ -34,8 +34,22 @@ def find_user_error(error: BaseException | None) -> SerError | None:
     return None
 
 
+def _is_multirun_config(arg: object) -> bool:
+    """Whether `arg` is the config of a job of a Hydra multirun (`-m`)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import DictConfig
+
+    return (
+        isinstance(arg, DictConfig)
+        and HydraConfig.initialized()
+        and HydraConfig.get().mode == RunMode.MULTIRUN
+    )
+
+
 def exit_on_user_error(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn a SerError raised by a command-line entry point into one `error:` line and exit 2."""
+    """Turn a SerError raised by a command-line entry point into one `error:` line and exit 2
+    (in a job of a sweep, raise it: the sweeper reports the job's error)."""
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -43,7 +57,9 @@ def exit_on_user_error(func: Callable[P, R]) -> Callable[P, R]:
             return func(*args, **kwargs)
         except Exception as err:
             user_error = find_user_error(err)
-            if user_error is None:
+            # A job of a sweep (a task function, given its config) raises: the error is that
+            # job's, which the sweeper reports before it goes on with the other jobs.
+            if user_error is None or (args and _is_multirun_config(args[0])):
                 raise
             print(f"error: {user_error}", file=sys.stderr)
             raise SystemExit(2) from None
