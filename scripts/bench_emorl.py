@@ -43,7 +43,7 @@ from pathlib import Path
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from ser.rl.evaluate import plot_tradeoff
+from ser.rl.evaluate import FITTED_BUDGETS, plot_tradeoff
 
 REPO = Path(__file__).resolve().parents[1]
 # The page whose markers hold the table.
@@ -181,6 +181,9 @@ def joint_report(runs: list[tuple[pd.DataFrame, dict, Path]], image: Path) -> tu
     ]
     baselines = mean_table([t.drop(columns="wait_cost") for t, _, _ in runs])
     baselines = baselines[baselines.strategy.isin(["full", "fixed", "confidence", "fitted"])]
+    # The shared budgets only: each run also fits one at its own share heard, which would
+    # average over one run each.
+    baselines = baselines[(baselines.strategy != "fitted") | baselines.setting.isin(FITTED_BUDGETS)]
     agents = pd.DataFrame(
         [
             {"strategy": "agent", "setting": lam, "uar": f.uar.mean(),

@@ -141,6 +141,11 @@ def test_corpus_extraction_batches_files_on_every_thread(
         paths, Preprocessor(sample_rate=16000), extractor, {"model": "w"}, progress=False, n_jobs=2
     )
     assert calls == [4, 1]  # five readable files, batches of four, in this process
+    # batch_size=auto: batches on a GPU; one chunk a call on a CPU, where they did not pay
+    auto = SSLFeatures(str(encoders["whisper"]))
+    assert auto.batch_size == (8 if torch.cuda.is_available() else 1)
+    with pytest.raises(SerError, match="batch_size=0"):
+        SSLFeatures(str(encoders["whisper"]), batch_size=0)
     assert threads == [torch.get_num_threads()] * 2  # not one thread per file as for logmel
     assert list(result.skipped) == [str(tmp_path / "broken.wav")]
     np.testing.assert_allclose(

@@ -107,7 +107,7 @@ class SSLFeatures(nn.Module):
         layers: Sequence[int] | None = None,
         pooling: Sequence[str] = ("mean", "std"),
         chunk_s: float = 20.0,
-        batch_size: int = 8,
+        batch_size: int | str = "auto",
         block_s: float | None = None,
         context_s: float = 2.0,
         device: str = "auto",
@@ -121,8 +121,6 @@ class SSLFeatures(nn.Module):
             raise SerError(f"features.extractor.pooling={list(pooling)}: choose from {POOLING}")
         if not chunk_s > 0:
             raise SerError(f"features.extractor.chunk_s={chunk_s} must be > 0 seconds")
-        if batch_size < 1:
-            raise SerError(f"features.extractor.batch_size={batch_size} must be at least 1")
         if block_s is not None and not (block_s > 0 and output == "frames" and context_s >= 0):
             raise SerError(
                 f"features.extractor.block_s={block_s} (context_s={context_s}) streams frames: "
@@ -143,6 +141,17 @@ class SSLFeatures(nn.Module):
         self.chunk_samples = max(1, int(chunk * sample_rate) // self.encoder_hop) * (
             self.encoder_hop
         )
+        if device == "auto":  # the GPU where there is one, as trainer.accelerator=auto does
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if batch_size == "auto":
+            # Measured on a 2-core CPU (scripts/bench_ssl.py): batches of 8 were no faster
+            # than one chunk a call (0.99x, padded 0.82-1.01x) and took more memory; a GPU is
+            # where batches pay.
+            batch_size = 8 if device.startswith("cuda") else 1
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise SerError(
+                f"features.extractor.batch_size={batch_size} must be a whole number >= 1 or auto"
+            )
         self.batch_size = batch_size
         # Padded batches equal one-at-a-time outputs only where the padding is masked all the
         # way: Whisper (every input is a padded 30-s window anyway) and a per-frame layer-norm
@@ -174,8 +183,6 @@ class SSLFeatures(nn.Module):
         self.dim = width * len(self.layers) * len(self.pooling) if output == "pooled" else width
         if output == "frames":
             self.hop_length = self.encoder_hop  # frame-level: windows, crops, streaming
-        if device == "auto":  # the GPU where there is one, as trainer.accelerator=auto does
-            device = "cuda" if torch.cuda.is_available() else "cpu"
         self.encoder.to(device)
         self.device = torch.device(device)
         self._identity: str | None = None
