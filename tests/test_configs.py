@@ -316,13 +316,29 @@ def test_paths_and_hydra_dirs(compose: ComposeFn) -> None:
 
 
 @pytest.mark.parametrize("algorithm", options("rl/algorithm"))
-@pytest.mark.parametrize("option", options("rl"))
+@pytest.mark.parametrize("option", [o for o in options("rl") if o != "joint"])
 def test_rl(option: str, algorithm: str, compose: ComposeFn) -> None:
     cfg = compose([f"rl={option}", f"rl/algorithm={algorithm}"], "rl_train")
     assert cfg.rl.name == option
     assert cfg.model.causal  # the classifier it trains first is a streaming one
     factory = instantiate(cfg.rl.algorithm)
     assert factory.func.__name__ == algorithm.upper()
+
+
+def test_rl_joint_builds_a_halting_policy_per_wait_cost(compose: ComposeFn) -> None:
+    """rl=joint has no SB3 algorithm: each λ's model config carries its halting policy."""
+    from ser.models.halting import HaltingPolicy
+    from ser.rl.joint import joint_config
+
+    cfg = compose(["rl=joint", "rl.wait_costs=[0.01,0.05]"], "rl_train")
+    assert "algorithm" not in cfg.rl
+    model_cfg = joint_config(cfg, 0.05)
+    assert model_cfg.model.causal and model_cfg.callbacks.model_checkpoint.monitor == (
+        "val/halt_return"
+    )
+    policy = instantiate(model_cfg.model.halting, hidden_size=8, num_classes=4, frame_rate=100.0)
+    assert isinstance(policy, HaltingPolicy) and policy.wait_cost == 0.05
+    assert policy.chunk_frames == 25  # rl.chunk_s=0.25 at 100 frames a second
 
 
 @pytest.mark.parametrize("model", ["lstm", "cnn_lstm"])
