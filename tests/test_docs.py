@@ -19,7 +19,8 @@ README = REPO / "README.md"
 DOCS = REPO / "docs"
 SPHINX_BUILD = str(Path(sys.executable).with_name("sphinx-build"))
 # As `make docs` runs it, and -q: only the warnings on stderr.
-SPHINX_OPTIONS = ["-E", "-W", "--keep-going", "-n", "-q", "-b", "html"]
+# --no-color: plain lines to parse (Sphinx colours its warnings where CI=true or FORCE_COLOR).
+SPHINX_OPTIONS = ["-E", "-W", "--keep-going", "-n", "-q", "--no-color", "-b", "html"]
 # The marker: an HTML comment on the line before a ```bash fence (invisible on GitHub and on
 # the site). The blocks run in one scratch folder, README first, then the pages in nav order,
 # so a block may use what an earlier one wrote (the getting-started run saves the model the

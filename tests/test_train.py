@@ -341,20 +341,6 @@ def test_sigterm_during_training_ends_the_run_killed(tmp_path: Path, train_args)
     assert run.info.status == "KILLED", log_file.read_text()[-3000:]
 
 
-@pytest.mark.slow
-def test_optuna_sweep_maximises_the_returned_metric(tmp_path: Path, cli, train_args) -> None:
-    result = cli(
-        train_args("-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", "debug=fast"),
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    (summary,) = (tmp_path / "logs").rglob("optimization_results.yaml")
-    best = OmegaConf.load(summary).best_value
-    found = runs(store(tmp_path))
-    assert len(found) == 2
-    assert best == pytest.approx(max(r.data.metrics["val/uar_best"] for r in found))
-
-
 def test_cli_missing_dataset_root_is_one_clear_error(
     make_cfg: ComposeFn, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
