@@ -41,6 +41,14 @@ def chunk_grid(lengths: torch.Tensor, chunk_frames: int) -> Chunks:
     return Chunks(ends.clamp_min(0), steps.unsqueeze(0) <= counts.unsqueeze(1), counts)
 
 
+def first_stop(stop: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """(B,) 1-based stops: the first chunk where `stop` (B, K) holds among each utterance's
+    `counts` chunks, else its last chunk."""
+    steps = torch.arange(1, stop.shape[1] + 1, device=stop.device)
+    chosen = stop & (steps <= counts.unsqueeze(1))
+    return torch.where(chosen, steps, counts.unsqueeze(1).to(steps.dtype)).min(dim=1).values
+
+
 @dataclass
 class HaltingOutcome:
     """One batch of episodes: where each stopped, and the losses of the joint objective."""
@@ -145,12 +153,8 @@ class HaltingPolicy(nn.Module):
         stopped with probability `threshold` (0.5: the median of its stopping time), else the
         last chunk of each utterance. A per-chunk probability (say 0.1 after every chunk)
         would never reach 0.5 although the policy stops mid-utterance when sampled."""
-        steps = torch.arange(1, stop_logits.shape[1] + 1, device=stop_logits.device)
         waited = torch.cumsum(nn.functional.logsigmoid(-stop_logits), dim=1)  # log P(not yet)
-        stopped_by = 1 - torch.exp(waited)
-        stop = (stopped_by >= self.threshold) & (steps <= counts.unsqueeze(1))
-        first = torch.where(stop, steps, counts.unsqueeze(1).to(steps.dtype)).min(dim=1).values
-        return torch.minimum(first, counts)
+        return first_stop(1 - torch.exp(waited) >= self.threshold, counts)
 
     def episodes(
         self,
@@ -170,10 +174,7 @@ class HaltingPolicy(nn.Module):
         logits = self.stop_logits(states, posteriors)
         if sample:
             coins = torch.bernoulli(torch.sigmoid(logits.detach())).bool()
-            steps = torch.arange(1, logits.shape[1] + 1, device=logits.device)
-            chosen = coins & grid.valid
-            first = torch.where(chosen, steps, grid.counts.unsqueeze(1)).min(dim=1).values
-            stops = torch.minimum(first, grid.counts)
+            stops = first_stop(coins, grid.counts)
         else:
             stops = self.decide(logits, grid.counts)
         index = torch.arange(len(lengths), device=lengths.device)

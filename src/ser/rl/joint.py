@@ -28,7 +28,15 @@ from ser.inference.early import halting_decisions
 from ser.inference.recognizer import Recognizer
 from ser.inference.streaming import UtteranceStream
 from ser.rl.classifier import split_streams, train_classifier
-from ser.rl.evaluate import FITTED_BUDGETS, baseline_table, plot_tradeoff, score, uar_at
+from ser.rl.evaluate import (
+    FITTED_BUDGETS,
+    baseline_table,
+    fractions_heard,
+    full_decisions,
+    plot_tradeoff,
+    score,
+    uar_at,
+)
 
 # Validation UAR points the chosen operating point may lose against the full utterance.
 OPERATING_MARGIN = 0.02
@@ -72,7 +80,7 @@ def joint_decisions(
     halting = recognizer.module.halting
     assert halting is not None  # trained by joint_config
     val_stops = score(val, halting_decisions(halting, val))
-    val_full = score(val, np.array([s.chunks for s in val]))
+    val_full = score(val, full_decisions(val))
     heard = halting_decisions(halting, test)
     joint = {"strategy": "joint", "setting": float(wait_cost)} | score(test, heard)
     # One more budget: the joint model's own share heard, for a rival at the same audio.
@@ -80,7 +88,7 @@ def joint_decisions(
     table = baseline_table(test, fit_on=val, budgets=budgets)
     table = pd.concat([table, pd.DataFrame([joint])], ignore_index=True)
     table.insert(0, "wait_cost", float(wait_cost))
-    fractions = np.array([float(s.fraction_heard(k)) for s, k in zip(test, heard, strict=True)])
+    fractions = fractions_heard(test, heard)
     validation = {
         "val_uar": val_stops["uar"],
         "val_fraction": val_stops["fraction_mean"],
