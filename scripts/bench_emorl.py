@@ -15,7 +15,8 @@ With `--folds K` that is done on each of K speaker folds (`protocol=kfold_speake
 classifier per fold, `--val-speakers` of the other folds' speakers for the agents' episodes),
 and the tables, checks and plot use the mean over every fold and seed. `--classifiers` gives
 one trained streaming classifier per fold (in fold order; one for a hold-out) to reuse instead
-of training them again.
+of training them again. `--work-dir DIR` keeps every run there, and a rerun with the same
+folder reuses the runs that finished (a benchmark of hours survives an interruption).
 
 With `--design joint` it benchmarks the second design instead (`rl=joint`: the classifier
 and its stopping policy trained together, one model per λ and seed): per λ the joint model's
@@ -26,12 +27,14 @@ between the page's bench_emorl_joint markers, the plot to docs/img/emorl_tradeof
     python scripts/bench_emorl.py [--root ../shared/data/ravdess] [--wait-costs 0.02 0.05 0.1 0.2]
         [--seeds 42 1 2] [--folds 6 [--val-speakers 3]] [--classifiers A.ckpt ...]
         [--design dqn|joint] [--page docs/emorl.md] [--image docs/img/emorl_tradeoff.png]
-        [-- extra Hydra overrides]
+        [--work-dir DIR] [-- extra Hydra overrides]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -59,12 +62,18 @@ def run_agents(
     """One `ser.rl.train` run in the shared root `tmp`, its outputs in `tmp/name`; its
     decisions table, metrics and the directory its artifacts were downloaded to."""
     out = Path(tmp) / name
+    done = out / "bench_run.json"  # written last: a run cut short is run again
+    if done.is_file():
+        print(f"reusing the finished run in {out}")
+        metrics = json.loads(done.read_text())
+        return pd.read_csv(out / "dl" / "decisions.csv"), metrics, out / "dl"
     command = [*base, f"hydra.run.dir={out}", *overrides]
     subprocess.run(command, cwd=tmp, env=env, check=True)
     client = MlflowClient(f"sqlite:///{tmp}/mlruns/mlflow.db")
     ids = [client.get_experiment_by_name(experiment).experiment_id]
     (run,) = client.search_runs(ids, order_by=["start_time DESC"], max_results=1)
     local = Path(client.download_artifacts(run.info.run_id, "", f"{out}/dl"))
+    done.write_text(json.dumps(run.data.metrics))
     return pd.read_csv(local / "decisions.csv"), run.data.metrics, local
 
 
@@ -216,6 +225,12 @@ def main() -> None:
         "--design", choices=["dqn", "joint"], default="dqn", help="which Emo-RL design"
     )
     parser.add_argument("--page", type=Path, default=PAGE, help="the page with the markers")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="keep every run here (default: a temporary folder); a rerun reuses finished runs",
+    )
     parser.add_argument("--image", type=Path, default=None, help="the trade-off plot's PNG")
     args, extra = parser.parse_known_args()
     extra = [e for e in extra if e != "--"]
@@ -241,7 +256,12 @@ def main() -> None:
         folds = [[*f, f"rl.classifier={c}"] for f, c in zip(folds, args.classifiers, strict=True)]
     started = time.perf_counter()
     runs, fulls = [], []
-    with tempfile.TemporaryDirectory() as tmp:
+    with contextlib.ExitStack() as stack:
+        if args.work_dir:
+            args.work_dir.mkdir(parents=True, exist_ok=True)
+            tmp = str(args.work_dir.resolve())
+        else:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory())
         env = {**os.environ, "RAVDESS_ROOT": str(args.root)}
         env.pop("MLFLOW_TRACKING_URI", None)
         base = [

@@ -69,6 +69,11 @@ class Timing:
         )
 
 
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages: how busy the machine was around a timing."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def decode(path: Path) -> tuple[np.ndarray, int]:
     samples, sr = sf.read(path, dtype="int16")
     if samples.ndim > 1:
@@ -145,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     n_samples = {p: info[p].frames for p in paths}
     subset = paths[:: args.pyaa_every] if args.pyaa_every > 0 else []
 
-    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"load average before: {load_average()}")
     print(f"torch {torch.__version__}, {args.threads} thread(s), device {device}")
     print(
         f"ser: all {len(paths)} files under {args.root} (sorted by path), batch {args.batch_size}"
@@ -198,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, cols in GROUPS.items():
             worst = cols.start + int(errors[cols].argmax())
             print(f"  {name:<20} {errors[cols].max():.2e}  (worst: {FEATURE_NAMES[worst]})")
-    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"load average after: {load_average()}")
     return 0
 
 
@@ -210,8 +215,8 @@ def bench_parallel(paths: list[Path], features: str) -> int:
 
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
+    from ser.config import to_dict
     from ser.features import FeatureCache, extract_corpus
     from ser.features.extract import resolve_jobs
     from ser.project import CONFIG_DIR
@@ -220,10 +225,10 @@ def bench_parallel(paths: list[Path], features: str) -> int:
         cfg = compose("train", overrides=[f"features={features}", "preprocess=default"])
     preprocessor = instantiate(cfg.preprocess)
     extractor = instantiate(cfg.features.extractor)
-    extractor_config = OmegaConf.to_container(cfg.features.extractor, resolve=True)
+    extractor_config = to_dict(cfg.features.extractor)
     audio_s = sum(sf.info(p).duration for p in paths)
     cores = resolve_jobs(-1)
-    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"load average before: {load_average()}")
     print(
         f"features={features} preprocess=default: {len(paths)} files, {audio_s:.1f} s audio, "
         f"{cores} cores, each run into an empty cache (worker start-up included)"
@@ -258,7 +263,7 @@ def bench_parallel(paths: list[Path], features: str) -> int:
             f"{done / wall:6.1f} files/s  RTF {wall / audio_s:.2e}"
         )
     print(f"speed-up with {cores} processes: {walls[1] / walls[cores]:.2f}x wall")
-    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"load average after: {load_average()}")
     return 0
 
 

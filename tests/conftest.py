@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -79,47 +81,94 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def ser_server(model: Path, cwd: Path, timeout_s: float = 120) -> Iterator[str]:
-    """A real `ser-serve` process for `model` on a free port of 127.0.0.1: its base URL once
+def http_process(
+    command: list[str], port: int, cwd: Path, env: dict[str, str], timeout_s: float
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """A real server process on `port` of 127.0.0.1: its base URL (and the process) once
     /health answers (within timeout_s), stopped (SIGTERM, then SIGKILL) on exit."""
     import httpx
 
-    port = free_port()
     base = f"http://127.0.0.1:{port}"
+    # Its output goes to a file: a pipe nobody reads fills up and blocks the server. A session
+    # of its own: `mlflow server` serves from a child process (uvicorn), which stopping the
+    # parent alone would leave running.
+    with tempfile.TemporaryFile("w+") as output:
+        server = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                if server.poll() is not None:
+                    output.seek(0)
+                    raise AssertionError(f"the server exited: {output.read()[-3000:]}")
+                try:
+                    if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, f"no server within {timeout_s} s"
+                time.sleep(0.5)
+            yield base, server
+        finally:
+            stop_process_group(server)
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """SIGTERM to a process started with start_new_session and its children, then SIGKILL."""
+    for sig, wait_s in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@contextlib.contextmanager
+def ser_server(
+    model: str | Path, cwd: Path, timeout_s: float = 120, tracking_uri: str | None = None
+) -> Iterator[str]:
+    """A real `ser-serve` process for `model` (a checkpoint, or a models:/ reference in the
+    store at `tracking_uri`) on a free port of 127.0.0.1: its base URL once it answers."""
+    port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "ser.serve.http", "--model", str(model),
-         "--host", "127.0.0.1", "--port", str(port), "--timeout-s", "120"],
-        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            assert server.poll() is None, server.communicate()[0]
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"server did not come up within {timeout_s} s"
-            time.sleep(0.5)
+    if tracking_uri:
+        env["MLFLOW_TRACKING_URI"] = tracking_uri
+    command = [sys.executable, "-m", "ser.serve.http", "--model", str(model),
+               "--host", "127.0.0.1", "--port", str(port), "--timeout-s", "120"]  # fmt: skip
+    with http_process(command, port, cwd, env, timeout_s) as (base, _):
         yield base
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def mlflow_server(folder: Path, timeout_s: float = 120) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A real `mlflow server` on a free port of 127.0.0.1 (SQLite backend, artifacts proxied
+    into `folder`/artifacts): its URL and process, stopped on exit."""
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    mlflow = str(Path(sys.executable).with_name("mlflow"))
+    command = [mlflow, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+               "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+               "--artifacts-destination", str(folder / "artifacts")]  # fmt: skip
+    env = {**os.environ}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    # Its job runner (seven worker processes, for GenAI scorers) is not needed here.
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    with http_process(command, port, folder, env, timeout_s) as server:
+        yield server
 
 
 def run_cli(
     args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
     """Run a real command line (python -m ..., train.py, dvc) and capture its output."""
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    full_env.pop("MLFLOW_TRACKING_URI", None)
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    full_env.pop("MLFLOW_TRACKING_URI", None)  # unless `env` sets it
+    full_env.update(env or {})
     return subprocess.run(
         args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, check=False
     )

@@ -153,7 +153,7 @@ def train(
             if parent_run_id is not None:
                 settings["run_name"] = f"{settings.get('run_name')}-fold{fold}"
                 tags |= {"mlflow.parentRunId": parent_run_id, "fold": str(fold)}
-            mlflow = mlflow_logger(settings, cfg.paths.mlruns_dir, tags)
+            mlflow = mlflow_logger(settings, cfg.paths.mlruns_dir, tags, local_dir=output_dir)
             loggers.append(mlflow)
         else:
             loggers.append(instantiate(settings))
@@ -243,7 +243,9 @@ def _fit_and_test(
         mlflow.experiment.log_artifacts(mlflow.run_id, str(artifacts))
         if best:
             mlflow.experiment.log_artifact(mlflow.run_id, best, "checkpoints")
-        if best and cfg.get("register_model"):
+        if best and cfg.get("register_model") and mlflow.server_lost is not None:
+            print(f"Not registered as {cfg.register_model}: the MLflow server was lost")
+        elif best and cfg.get("register_model"):
             version = register_model(
                 mlflow.run_id,
                 cfg.register_model,
@@ -282,7 +284,7 @@ def cross_validate(cfg: DictConfig, folds: list[pd.DataFrame]) -> dict[str, floa
     if (cfg.get("logger") or {}).get("mlflow") is not None:
         settings = logger_settings(cfg)
         tags = run_tags(cfg) | {"folds": str(len(folds))}
-        parent = mlflow_logger(settings, cfg.paths.mlruns_dir, tags)
+        parent = mlflow_logger(settings, cfg.paths.mlruns_dir, tags, local_dir=output_dir)
         parent.log_hyperparams(to_dict(cfg))
     with run_status(parent, owner=_global_rank() == 0):
         rows = []

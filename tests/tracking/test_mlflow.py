@@ -8,10 +8,14 @@ import sys
 from pathlib import Path
 
 import mlflow
+import pytest
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from stable_baselines3.common.logger import Logger
 
+from ser.errors import SerError
 from ser.tracking import mlflow_logger
+from ser.tracking.mlflow import GuardedClient, unreachable
 from ser.tracking.sb3 import MLflowOutputFormat
 
 
@@ -89,3 +93,39 @@ def test_a_copied_project_writes_artifacts_into_its_own_store(tmp_path: Path) ->
     assert Path(note).read_text() == "hello"
     note = client.download_artifacts(second.run_id, "note.txt", str(tmp_path / "dl2"))
     assert Path(note).read_text() == "new"
+
+
+def test_a_server_that_does_not_answer_is_lost_once_and_then_left_alone(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from conftest import free_port
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    lost: list[BaseException] = []
+    calls: list[str] = []
+    remote = MlflowClient(f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    original = remote.log_metric
+    monkeypatch.setattr(remote, "log_metric", lambda *a: calls.append("call") or original(*a))
+    client = GuardedClient(remote, lost.append)
+    assert client.log_metric("run", "val/uar", 0.5) is None
+    assert client.log_metric("run", "val/uar", 0.6) is None
+    assert len(lost) == 1 and unreachable(lost[0])
+    assert calls == ["call"]  # the second call did not try the server again
+
+
+def test_an_error_from_the_store_is_not_a_lost_server(tmp_path: Path) -> None:
+    lost: list[BaseException] = []
+    client = GuardedClient(MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}"), lost.append)
+    with pytest.raises(MlflowException, match="not found"):
+        client.get_run("0123456789abcdef0123456789abcdef")
+    assert not lost and client.lost is None
+    assert client.tracking_uri.startswith("sqlite:")  # attributes pass through
+
+
+def test_no_answer_when_a_run_starts_is_one_error_naming_the_fix(monkeypatch) -> None:
+    from conftest import free_port
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    settings = {"experiment_name": "a", "tracking_uri": f"http://127.0.0.1:{free_port()}"}
+    with pytest.raises(SerError, match="does not answer: start it, or unset MLFLOW_TRACKING_URI"):
+        mlflow_logger(settings, "unused", {})

@@ -296,7 +296,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     }
     if recognizer is not None:
         tags |= {"classifier": recognizer.source, "agent_split": cfg.rl.agent_split}
-    logger = mlflow_logger(settings, cfg.paths.mlruns_dir, tags)
+    logger = mlflow_logger(settings, cfg.paths.mlruns_dir, tags, local_dir=output_dir)
     client, run_id = logger.experiment, logger.run_id
     assert run_id is not None  # set once `experiment` has started the run
     with run_status(logger):

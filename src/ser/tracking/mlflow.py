@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import csv
+import functools
 import logging
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
 from pytorch_lightning.loggers import MLFlowLogger
+from pytorch_lightning.loggers.logger import rank_zero_experiment
 
+from ser.atomic import atomic_write
+from ser.errors import SerError
 from ser.project import default_mlruns_dir
 
 log = logging.getLogger(__name__)
@@ -121,10 +126,136 @@ def rehome_artifacts(db: Path, artifacts_uri: str) -> int:
     return changed
 
 
+# MLflow's HTTP client retries a failed call 7 times with back-off up to 120 s and waits up to
+# 120 s for an answer: a tracking server that goes away stalls training for minutes per call.
+# Bounded here (about 10 s per call) unless the user set MLflow's own variables.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+
+
+def is_remote(uri: str) -> bool:
+    """A tracking server reached over HTTP (not a local sqlite or file store)."""
+    return uri.startswith(("http://", "https://"))
+
+
+def unreachable(error: BaseException) -> bool:
+    """True for an MLflow call that got no answer from its server (refused, timed out, retries
+    used up); False for an answer that was an error (a RestException), which is a real bug."""
+    import requests
+    from mlflow.exceptions import MlflowException, RestException
+
+    if not isinstance(error, MlflowException) or isinstance(error, RestException):
+        return False
+    # MLflow raises its own exception inside the `except` for the requests error.
+    return isinstance(error.__context__, requests.exceptions.RequestException)
+
+
+class GuardedClient:
+    """An MlflowClient whose calls give up on a server that has gone away: the first call that
+    gets no answer reports it (`on_lost`) and every later call returns None without trying, so
+    training goes on. A call the server answers with an error still raises."""
+
+    def __init__(self, client: Any, on_lost: Callable[[BaseException], None]) -> None:
+        self._client = client
+        self._on_lost = on_lost
+        self.lost: BaseException | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        @functools.wraps(attribute)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            if self.lost is not None:
+                return None
+            try:
+                return attribute(*args, **kwargs)
+            except Exception as error:
+                if not unreachable(error):
+                    raise
+                self.lost = error
+                self._on_lost(error)
+                return None
+
+        return guarded
+
+
+class TrackingLogger(MLFlowLogger):
+    """Lightning's MLFlowLogger, for a tracking server that may go away during a run.
+
+    Its client is a `GuardedClient`: when the server stops answering, one error line says so
+    and where the run's outputs are (`local_dir`), the metrics logged so far (and every later
+    one) are written to `local_dir/metrics.csv`, and training goes on without the server."""
+
+    def __init__(self, *args: Any, local_dir: str | Path | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.local_dir = Path(local_dir) if local_dir is not None else None
+        self.metric_history: list[dict[str, Any]] = []
+        self._guarded: GuardedClient | None = None
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        client = MLFlowLogger.experiment.fget(self)  # type: ignore[attr-defined]
+        if self._guarded is None:
+            self._guarded = GuardedClient(client, self._server_lost)
+        return self._guarded
+
+    @property
+    def server_lost(self) -> BaseException | None:
+        """The error that lost the server, or None while it answers."""
+        return self._guarded.lost if self._guarded is not None else None
+
+    @property
+    def local_metrics(self) -> Path | None:
+        return self.local_dir / "metrics.csv" if self.local_dir is not None else None
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        self.metric_history += [
+            {"step": step, "metric": k, "value": float(v)} for k, v in metrics.items()
+        ]
+        super().log_metrics(metrics, step)
+        if self.server_lost is not None:
+            self.write_local_metrics()
+
+    def write_local_metrics(self) -> None:
+        """Every metric logged in this run (step, name, value), atomically."""
+        if self.local_metrics is None:
+            return
+        with atomic_write(self.local_metrics) as tmp, tmp.open("w", newline="") as file:
+            writer = csv.DictWriter(file, ["step", "metric", "value"])
+            writer.writeheader()
+            writer.writerows(self.metric_history)
+
+    def lost_line(self, ended: bool = False) -> str:
+        """What a lost server means for this run: said once when it happens, and at the end."""
+        where = f"; its outputs are in {self.local_dir}" if self.local_dir else ""
+        metrics = f" (metrics in {self.local_metrics})" if self.local_metrics else ""
+        lost = "was lost during this run:" if ended else "lost:"
+        going = "" if ended else " and this run goes on without it"
+        return (
+            f"MLflow server {self._tracking_uri} {lost} run {self._run_id} stays RUNNING "
+            f"there{going}{where}{metrics}"
+        )
+
+    def _server_lost(self, error: BaseException) -> None:
+        self.write_local_metrics()
+        reason = str(error).split(" (Caused by")[0].split(" failed with exception ")[-1]
+        log.error("%s. (%s)", self.lost_line(), reason[:200])
+
+
 def mlflow_logger(
-    settings: dict[str, Any], mlruns_dir: str | Path, tags: dict[str, str]
-) -> MLFlowLogger:
-    """Build Lightning's MLFlowLogger from the `logger.mlflow` config and start its run."""
+    settings: dict[str, Any],
+    mlruns_dir: str | Path,
+    tags: dict[str, str],
+    local_dir: str | Path | None = None,
+) -> TrackingLogger:
+    """Build the run's MLflow logger from the `logger.mlflow` config and start its run;
+    `local_dir` is where the run's outputs stay if a tracking server goes away."""
     settings = dict(settings)
     settings.pop("_target_", None)
     uri = tracking_uri(settings.pop("tracking_uri", None), mlruns_dir)
@@ -132,10 +263,16 @@ def mlflow_logger(
     location = artifact_location(uri, configured, mlruns_dir)
     # The default location follows the store (a copied project); a configured one is kept.
     create_sqlite_store(uri, None if configured else location)
-    logger = MLFlowLogger(
+    if is_remote(uri):
+        for name, value in HTTP_DEFAULTS.items():
+            os.environ.setdefault(name, value)
+        # Its retry warnings would repeat what the one line on a lost server says.
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+    logger = TrackingLogger(
         tracking_uri=uri,
         artifact_location=location,
         tags={**(settings.pop("tags", None) or {}), **tags},
+        local_dir=local_dir,
         **settings,
     )
     # Lightning calls MLflow's set_tracking_uri here, which sets MLflow's global URI and exports
@@ -144,6 +281,13 @@ def mlflow_logger(
     before = os.environ.get("MLFLOW_TRACKING_URI")
     try:
         _ = logger.run_id  # creates the experiment and the run now, so a crash can mark it FAILED
+    except Exception as error:
+        if unreachable(error):
+            raise SerError(
+                f"the MLflow tracking server {uri} does not answer: start it, or unset "
+                "MLFLOW_TRACKING_URI (or logger.mlflow.tracking_uri) to log to ./mlruns"
+            ) from error
+        raise
     finally:
         import mlflow
 
@@ -223,12 +367,15 @@ def git_commit(root: str | Path = ".") -> str:
 
 
 def run_summary(logger: MLFlowLogger) -> str:
-    """Where the run went, and the command that opens the MLflow UI on that store."""
+    """Where the run went, and the command that opens the MLflow UI on that store (or, for a
+    server that went away during the run, where the run's outputs are)."""
+    if isinstance(logger, TrackingLogger) and logger.server_lost is not None:
+        return f"{logger.lost_line(ended=True)}."
     client = logger.experiment
     experiment = client.get_experiment(logger.experiment_id).name
     status = client.get_run(logger.run_id).info.status
     uri = logger_tracking_uri(logger)
+    compare = f"open {uri}" if is_remote(uri) else f"mlflow ui --backend-store-uri {uri}"
     return (
-        f"MLflow run {logger.run_id} (experiment {experiment!r}) {status}.\n"
-        f"Compare runs: mlflow ui --backend-store-uri {uri}"
+        f"MLflow run {logger.run_id} (experiment {experiment!r}) {status}.\nCompare runs: {compare}"
     )
