@@ -12,8 +12,9 @@ from their start until the last exits (Python's start-up and imports included, a
   processes, process I with `features.shard=I/N`, as the tasks of a SLURM array job start
   (started directly, not through `hydra/launcher=submitit_local`, which adds its own start-up
   per job; the tests cover that path). The manifest is RAVDESS's (protocol=holdout, sorted by
-  path), written once; --limit N keeps N files evenly spaced through it, so that every split
-  still has its speakers' files. Also says whether the two caches hold the same files.
+  path), written once, and its files read once before either side (the page cache);
+  --limit N keeps N files evenly spaced through it, so that every split still has its
+  speakers' files. Also says whether the two caches hold the same files.
 - training: `python train.py trainer=ddp trainer.accelerator=cpu trainer.devices=1|N` for
   `--epochs` epochs on the synthetic corpus (its features cached first), no early stopping.
 - sweep: one Optuna study of `--trials` trials (`hparams_search=optuna debug=fast` on a journal
@@ -32,6 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
 from bench_features import DEFAULT_ROOT, load_average
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,6 +84,9 @@ def bench_extraction(args: argparse.Namespace, work: Path) -> bool:
     hold the same files, byte for byte."""
     manifest = work / "manifest.csv"
     files = write_manifest(args.root, args.limit, manifest)
+    # Read every file once first: otherwise the first side alone reads them from disk.
+    for path in pd.read_csv(manifest)["path"]:
+        Path(path).read_bytes()
     print(
         f"\nextraction: features={args.features}, {files} RAVDESS files under {args.root}; each "
         "side into an empty cache, every process with features.n_jobs=1"
