@@ -346,39 +346,14 @@ def stored_sweep(storage: str, *overrides: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_a_stored_study_is_resumed_by_the_next_command(
+def test_two_workers_share_one_study_and_the_next_command_resumes_it(
     tmp_path: Path, cli: Callable[..., subprocess.CompletedProcess[str]], train_args
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'optuna.db'}"
-    first = cli(
-        train_args(*stored_sweep(url, "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={tmp_path}/1")),
-        cwd=tmp_path,
-    )
-    assert first.returncode == 0, first.stderr[-3000:]
-    second = cli(
-        train_args(*stored_sweep(url, "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={tmp_path}/2")),
-        cwd=tmp_path,
-    )
-    assert second.returncode == 0, second.stderr[-3000:]
-    study = optuna.load_study(study_name="s", storage=url)
-    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
-    # The second command ran the missing trial only, as job 1 (the trial's number).
-    assert [p.name for p in (tmp_path / "2").iterdir() if p.is_dir()] == ["1"]
-    found = mlflow_runs(tmp_path)
-    assert sorted(r.data.tags["sweep_job"] for r in found) == ["0", "1"]
-    assert {r.data.tags["optuna_study"] for r in found} == {"s"}
-    best = results(tmp_path / "2")
-    assert (best.best_trial, best.best_value) == (study.best_trial.number, study.best_value)
-    assert best.best_value == pytest.approx(max(r.data.metrics["val/uar_best"] for r in found))
-
-
-@pytest.mark.slow
-def test_two_workers_started_at_once_share_one_study(tmp_path: Path, train_args) -> None:
     journal = tmp_path / "optuna.journal"
     workers, logs = [], []
     for name in ("a", "b"):
         args = train_args(
-            *stored_sweep(str(journal), "hydra.sweeper.n_trials=4"),
+            *stored_sweep(str(journal), "hydra.sweeper.n_trials=2"),
             f"hydra.sweep.dir={tmp_path / name}",
         )
         logs.append(tmp_path / f"{name}.log")
@@ -393,16 +368,31 @@ def test_two_workers_started_at_once_share_one_study(tmp_path: Path, train_args)
         for worker in workers:
             worker.kill()
     study = journal_study(journal, "s")
-    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
     # Each worker ran its share, the job folders named by trial number: none twice.
     ran = [{int(p.name) for p in (tmp_path / w).iterdir() if p.is_dir()} for w in ("a", "b")]
-    assert all(ran) and not ran[0] & ran[1] and ran[0] | ran[1] == {0, 1, 2, 3}
-    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 4
-    found = mlflow_runs(tmp_path)
-    assert sorted(int(r.data.tags["sweep_job"]) for r in found) == [0, 1, 2, 3]
+    assert ran[0] | ran[1] == {0, 1} and not ran[0] & ran[1]
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 2
     # Both report the study's best trial: the one that finished last waited for the other.
     best = {(r.best_trial, r.best_value) for r in map(results, (tmp_path / "a", tmp_path / "b"))}
     assert best == {(study.best_trial.number, study.best_value)}
+
+    # The next command on the stored study runs the missing trial only, as job 2.
+    third = cli(
+        train_args(*stored_sweep(str(journal), "hydra.sweeper.n_trials=3",
+                                 f"hydra.sweep.dir={tmp_path}/c")),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert third.returncode == 0, third.stderr[-3000:]
+    study = journal_study(journal, "s")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    assert [p.name for p in (tmp_path / "c").iterdir() if p.is_dir()] == ["2"]
+    found = mlflow_runs(tmp_path)
+    assert sorted(int(r.data.tags["sweep_job"]) for r in found) == [0, 1, 2]
+    assert {r.data.tags["optuna_study"] for r in found} == {"s"}
+    best = results(tmp_path / "c")
+    assert (best.best_trial, best.best_value) == (study.best_trial.number, study.best_value)
+    assert best.best_value == pytest.approx(max(r.data.metrics["val/uar_best"] for r in found))
 
 
 def test_a_bad_storage_on_the_command_line_is_one_error_line(
