@@ -16,7 +16,8 @@ classifier per fold, `--val-speakers` of the other folds' speakers for the agent
 and the tables, checks and plot use the mean over every fold and seed. `--classifiers` gives
 one trained streaming classifier per fold (in fold order; one for a hold-out) to reuse instead
 of training them again. `--work-dir DIR` keeps every run there, and a rerun with the same
-folder reuses the runs that finished (a benchmark of hours survives an interruption).
+folder reuses the runs that finished (a benchmark of hours survives an interruption);
+`--finished-only` reports those runs and runs no other.
 
 With `--design joint` it benchmarks the second design instead (`rl=joint`: the classifier
 and its stopping policy trained together, one model per λ and seed): per λ the joint model's
@@ -27,7 +28,7 @@ between the page's bench_emorl_joint markers, the plot to docs/img/emorl_tradeof
     python scripts/bench_emorl.py [--root ../shared/data/ravdess] [--wait-costs 0.02 0.05 0.1 0.2]
         [--seeds 42 1 2] [--folds 6 [--val-speakers 3]] [--classifiers A.ckpt ...]
         [--design dqn|joint] [--page docs/emorl.md] [--image docs/img/emorl_tradeoff.png]
-        [--work-dir DIR] [-- extra Hydra overrides]
+        [--work-dir DIR [--finished-only]] [-- extra Hydra overrides]
 """
 
 from __future__ import annotations
@@ -54,19 +55,24 @@ PAGE = REPO / "docs" / "emorl.md"
 BEGIN, END = "<!-- bench_emorl:begin -->", "<!-- bench_emorl:end -->"
 JOINT_BEGIN, JOINT_END = "<!-- bench_emorl_joint:begin -->", "<!-- bench_emorl_joint:end -->"
 WAIT_COSTS = ["0.02", "0.05", "0.1", "0.2"]
+# --finished-only: report the runs that finished in --work-dir, and run nothing.
+FINISHED_ONLY = False
 
 
 def run_agents(
     tmp: str, base: list[str], env: dict, experiment: str, name: str, overrides: list[str]
-) -> tuple[pd.DataFrame, dict, Path]:
+) -> tuple[pd.DataFrame, dict, Path] | None:
     """One `ser.rl.train` run in the shared root `tmp`, its outputs in `tmp/name`; its
-    decisions table, metrics and the directory its artifacts were downloaded to."""
+    decisions table, metrics and the directory its artifacts were downloaded to (None for a
+    run not finished with --finished-only)."""
     out = Path(tmp) / name
     done = out / "bench_run.json"  # written last: a run cut short is run again
     if done.is_file():
         print(f"reusing the finished run in {out}")
         metrics = json.loads(done.read_text())
         return pd.read_csv(out / "dl" / "decisions.csv"), metrics, out / "dl"
+    if FINISHED_ONLY:
+        return None
     command = [*base, f"hydra.run.dir={out}", *overrides]
     subprocess.run(command, cwd=tmp, env=env, check=True)
     client = MlflowClient(f"sqlite:///{tmp}/mlruns/mlflow.db")
@@ -79,7 +85,7 @@ def run_agents(
 
 def fold_runs(
     tmp: str, base: list[str], env: dict, experiment: str, seeds: list[str] | None, fold: list[str]
-) -> list[tuple[pd.DataFrame, dict, Path]]:
+) -> list[tuple[pd.DataFrame, dict, Path] | None]:
     """The runs of one split (`fold` overrides): one, or one per agent seed, all reading the
     classifier the first of them trained (and its split, `protocol.seed=` the first seed)."""
     tag = "-".join(o.split("=")[1] for o in fold if o.startswith("rl.fold=")) or "holdout"
@@ -232,8 +238,17 @@ def main() -> None:
         help="keep every run here (default: a temporary folder); a rerun reuses finished runs",
     )
     parser.add_argument("--image", type=Path, default=None, help="the trade-off plot's PNG")
+    parser.add_argument(
+        "--finished-only",
+        action="store_true",
+        help="with --work-dir: report the runs that finished there, and run no other",
+    )
     args, extra = parser.parse_known_args()
     extra = [e for e in extra if e != "--"]
+    if args.finished_only and not args.work_dir:
+        parser.error("--finished-only reports the runs of a --work-dir")
+    global FINISHED_ONLY
+    FINISHED_ONLY = args.finished_only
     joint = args.design == "joint"
     if joint and args.classifiers:
         parser.error("--classifiers reuses DQN-design classifiers; the joint design trains its own")
@@ -277,8 +292,13 @@ def main() -> None:
         ]
         for fold in folds:
             split_runs = fold_runs(tmp, base, env, experiment, args.seeds, fold)
-            fulls.append(split_runs[0][0].query("strategy == 'full'").uar.iloc[0])
-            runs += split_runs
+            finished = [r for r in split_runs if r is not None]
+            if not finished:
+                continue
+            fulls.append(finished[0][0].query("strategy == 'full'").uar.iloc[0])
+            runs += finished
+        if not runs:
+            parser.error(f"no finished run in {args.work_dir}")
         args.image.parent.mkdir(parents=True, exist_ok=True)
         if len(runs) == 1 and not joint:
             shutil.copyfile(runs[0][2] / "accuracy_vs_audio.png", args.image)
@@ -361,16 +381,23 @@ def write_block(
         *(["--folds", str(args.folds)] if args.folds else []),
         *(["--val-speakers", str(args.val_speakers)] if args.val_speakers != 3 else []),
         *(["--classifiers", *args.classifiers] if args.classifiers else []),
+        *(["--work-dir", "DIR", "--finished-only"] if args.finished_only else []),
         *extra,
     ]
     begin, end = (JOINT_BEGIN, JOINT_END) if joint else (BEGIN, END)
+    took = f"{minutes:.0f} minutes on {os.cpu_count()} CPU cores"
+    if args.finished_only:
+        took = "the runs' time is not measured by a report of finished runs"
     seeds = f"seeds {' '.join(args.seeds)}" if args.seeds else "one seed"
     over = f"{len(runs)} runs: {len(folds)} split(s) × {seeds}"
+    if args.finished_only:
+        names = ", ".join(local.parent.name for _, _, local in runs)
+        over = f"{len(runs)} finished runs of {len(folds)} split(s) × {seeds} ({names})"
     block = "\n".join(
         [
             begin,
-            f"Test speakers of {corpus}, {over}; {minutes:.0f} minutes on {os.cpu_count()} "
-            f"CPU cores (`python scripts/bench_emorl.py {' '.join(flags)}`).",
+            f"Test speakers of {corpus}, {over}; {took} "
+            f"(`python scripts/bench_emorl.py {' '.join(flags)}`).",
             "",
             *lines,
             "",

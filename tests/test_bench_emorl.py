@@ -4,6 +4,7 @@ over the runs, in the order the runs list them."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -105,3 +106,18 @@ def test_the_joint_report_checks_the_goal_on_the_means_over_runs(
 def test_the_page_holds_the_joint_markers_once_each() -> None:
     text = bench.PAGE.read_text()
     assert text.count(bench.JOINT_BEGIN) == 1 and text.count(bench.JOINT_END) == 1
+
+
+def test_a_finished_run_is_reused_and_finished_only_runs_nothing(tmp_path, monkeypatch) -> None:
+    out = tmp_path / "0-seed42"
+    (out / "dl").mkdir(parents=True)
+    decisions(0.5, 0.4, 0.6).to_csv(out / "dl" / "decisions.csv", index=False)
+    (out / "bench_run.json").write_text(json.dumps({"test/uar": 0.5}))
+    never = ["false"]  # a command that fails: a run it started would raise
+    table, metrics, local = bench.run_agents(str(tmp_path), never, {}, "x", "0-seed42", [])
+    assert metrics == {"test/uar": 0.5} and local == out / "dl"
+    assert table.uar.tolist() == pytest.approx([0.5, 0.4, 0.4])
+    with pytest.raises(subprocess.CalledProcessError):  # not finished: it is run
+        bench.run_agents(str(tmp_path), never, {}, "x", "1-seed42", [])
+    monkeypatch.setattr(bench, "FINISHED_ONLY", True)
+    assert bench.run_agents(str(tmp_path), never, {}, "x", "1-seed42", []) is None

@@ -37,10 +37,12 @@ def popen_train(args: list[str], uri: str, cwd: Path) -> tuple[subprocess.Popen,
     return process, lines
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+def wait_for(
+    condition: Callable[[], bool], timeout_s: float, what: str, output: Callable[[], str]
+) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
-        assert time.monotonic() < deadline, f"no {what} within {timeout_s} s"
+        assert time.monotonic() < deadline, f"no {what} within {timeout_s} s:\n{output()}"
         time.sleep(0.5)
 
 
@@ -118,7 +120,10 @@ def test_training_goes_on_when_the_server_goes_away_and_sigterm_still_ends_it(
                 found = client.search_runs([experiments[0].experiment_id])
                 return sum("val/uar" in r.data.metrics for r in found) == 2
 
-            wait_for(both_logged_an_epoch, 240, "epoch logged by both runs")
+            def outputs() -> str:
+                return "\n".join("".join(lines)[-2000:] for _, lines in processes.values())
+
+            wait_for(both_logged_an_epoch, 240, "epoch logged by both runs", outputs)
             stop_process_group(server)
             assert server.returncode is not None
 
@@ -139,7 +144,8 @@ def test_training_goes_on_when_the_server_goes_away_and_sigterm_still_ends_it(
             assert (metrics.metric == "val/uar").sum() == 6  # every epoch, before and after
 
             endless, endless_lines = processes["endless"]
-            wait_for(lambda: any(LOST in line for line in endless_lines), 120, "lost line")
+            lost_said = lambda: any(LOST in line for line in endless_lines)  # noqa: E731
+            wait_for(lost_said, 120, "lost line", outputs)
             stopped = time.monotonic()
             endless.send_signal(signal.SIGTERM)
             code = endless.wait(timeout=60)

@@ -248,6 +248,24 @@ class TrackingLogger(MLFlowLogger):
         log.error("%s. (%s)", self.lost_line(), reason[:200])
 
 
+def create_experiment(logger: MLFlowLogger) -> None:
+    """Create the logger's experiment unless it exists, for runs that start at once on a new
+    store or server (a sweep's jobs): Lightning looks the name up and then creates it, and
+    every run but the first to create it would die with RESOURCE_ALREADY_EXISTS."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(logger._tracking_uri)
+    name = logger._experiment_name
+    if client.get_experiment_by_name(name) is not None:
+        return  # Lightning finds it (or, deleted, reports it)
+    try:
+        client.create_experiment(name, artifact_location=logger._artifact_location)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+
+
 def mlflow_logger(
     settings: dict[str, Any],
     mlruns_dir: str | Path,
@@ -280,7 +298,8 @@ def mlflow_logger(
     # store. Both are put back as they were (in MLflow 3 the variable mirrors the global).
     before = os.environ.get("MLFLOW_TRACKING_URI")
     try:
-        _ = logger.run_id  # creates the experiment and the run now, so a crash can mark it FAILED
+        create_experiment(logger)
+        _ = logger.run_id  # creates the run now, so that a crash can mark it FAILED
     except Exception as error:
         if unreachable(error):
             raise SerError(
