@@ -120,9 +120,10 @@ def synthetic(work: Path) -> list[str]:
     """Overrides for runs on the synthetic corpus in `work`, its features cached once first
     (so that neither side pays for generating the corpus or extracting it)."""
     overrides = [f"paths.data_dir={work / 'data'}", "callbacks.progress_bar=null"]
-    warm_up = [sys.executable, "-m", "ser.features", *overrides, f"paths.root_dir={work}",
-               f"hydra.run.dir={work / 'warm-up'}"]  # fmt: skip
-    run_at_once([warm_up], work)
+    if not (work / "warm-up").is_dir():  # the sweep reuses what the training part cached
+        warm_up = [sys.executable, "-m", "ser.features", *overrides, f"paths.root_dir={work}",
+                   f"hydra.run.dir={work / 'warm-up'}"]  # fmt: skip
+        run_at_once([warm_up], work)
     return overrides
 
 

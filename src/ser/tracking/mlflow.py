@@ -218,8 +218,9 @@ class TrackingLogger(MLFlowLogger):
         self.metric_history += [
             {"step": step, "metric": k, "value": float(v)} for k, v in metrics.items()
         ]
+        lost_before = self.server_lost is not None
         super().log_metrics(metrics, step)
-        if self.server_lost is not None:
+        if lost_before:  # a loss during this call wrote them already
             self.write_local_metrics()
 
     def write_local_metrics(self) -> None:
@@ -255,6 +256,7 @@ def create_experiment(logger: MLFlowLogger) -> None:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    # A client of its own: the logger's `experiment` would look the name up and create the run.
     client = MlflowClient(logger._tracking_uri)
     name = logger._experiment_name
     if client.get_experiment_by_name(name) is not None:
