@@ -144,6 +144,11 @@ def goal_check(lam: float, uar: float, fraction: float, full: float, margin: str
     )
 
 
+def run_order(names: pd.Series) -> pd.Series:
+    """Runs named fold-seedS ("0-seed42", "holdout-seed1") in fold, then seed, order."""
+    return names.map(lambda n: tuple(int(p) if p.isdigit() else p for p in n.split("-seed")))
+
+
 def joint_report(runs: list[tuple[pd.DataFrame, dict, Path]], image: Path) -> tuple[list, list]:
     """The joint design's lines and goal checks: per λ, mean (± std) over the runs of its UAR
     and share heard, its own full-utterance UAR and its margin over the fitted falling
@@ -151,22 +156,26 @@ def joint_report(runs: list[tuple[pd.DataFrame, dict, Path]], image: Path) -> tu
     lams = sorted({float(k.rsplit("lambda", 1)[1]) for _, m, _ in runs for k in m
                    if k.startswith("test/joint_uar_lambda")})  # fmt: skip
     lines = [
-        "| λ | UAR at the stop | mean fraction of speech heard | the same model's full UAR "
+        "| λ | runs | UAR at the stop | mean fraction of speech heard | the same model's full UAR "
         "| points above the fitted threshold at the same audio |",
-        "|---|---|---|---|---|",
+        "|---|---|---|---|---|---|",
     ]
-    checks, points = [], []
+    checks, points, per_run = [], [], []
     for lam in lams:
         tag = f"lambda{lam:g}"
+        # Runs of several invocations (--finished-only over several --work-dir folders) may
+        # each have trained other λs: a λ is averaged over the runs that trained it.
+        have = [(m, local) for _, m, local in runs if f"test/joint_uar_{tag}" in m]
         frame = pd.DataFrame(
             [
                 {
+                    "run": local.parent.name,
                     "uar": m[f"test/joint_uar_{tag}"],
                     "fraction": m[f"test/joint_fraction_{tag}"],
                     "full": m[f"test/joint_full_uar_{tag}"],
                     "fitted": 100 * m[f"test/joint_vs_fitted_uar_{tag}"],
                 }
-                for _, m, _ in runs
+                for m, local in have
             ]
         )
         spread = (
@@ -174,7 +183,7 @@ def joint_report(runs: list[tuple[pd.DataFrame, dict, Path]], image: Path) -> tu
             f"({frame.fitted.min():+.1f} to {frame.fitted.max():+.1f})"
         )
         lines.append(
-            f"| {lam:g} | {frame.uar.mean():.3f} ± {frame.uar.std():.3f} | "
+            f"| {lam:g} | {len(frame)} | {frame.uar.mean():.3f} ± {frame.uar.std():.3f} | "
             f"{frame.fraction.mean():.2f} ± {frame.fraction.std():.2f} | "
             f"{frame.full.mean():.3f} | {spread} |"
         )
@@ -186,13 +195,24 @@ def joint_report(runs: list[tuple[pd.DataFrame, dict, Path]], image: Path) -> tu
             f"audio: {spread} points"
         )
         points.append((lam, frame))
-    chosen = pd.Series([m["test/joint_wait_cost"] for _, m, _ in runs])
+        per_run += [
+            f"| {lam:g} | {r.run} | {r.uar:.3f} | {r.fraction:.2f} | {r.full:.3f} | "
+            f"{r.fitted:+.1f} |"
+            for r in frame.sort_values("run", key=run_order).itertuples()
+        ]
+    chosen = pd.Series([m["test/joint_wait_cost"] for _, m, _ in runs]).value_counts()
     lines += [
         "",
-        f"(mean ± std over the {len(runs)} runs; the range in brackets.) The validation "
-        f"speakers chose λ = {', '.join(f'{v:g}' for v in sorted(chosen.unique()))} "
-        "as each run's operating point (the largest λ within 2 points of the full utterance "
-        "on them).",
+        "(mean ± std over the runs that trained each λ; the range in brackets.) The "
+        "validation speakers chose each run's operating point among the λs it trained (the "
+        "largest λ within 2 points of the full utterance on them): "
+        + ", ".join(f"λ = {lam:g} in {n} run(s)" for lam, n in sorted(chosen.items()))
+        + ".",
+        "",
+        "| λ | run (fold-seed) | UAR at the stop | fraction heard | the same model's full UAR "
+        "| points above the fitted threshold |",
+        "|---|---|---|---|---|---|",
+        *per_run,
     ]
     baselines = mean_table([t.drop(columns="wait_cost") for t, _, _ in runs])
     baselines = baselines[baselines.strategy.isin(["full", "fixed", "confidence", "fitted"])]
@@ -234,8 +254,10 @@ def main() -> None:
     parser.add_argument(
         "--work-dir",
         type=Path,
+        nargs="+",
         default=None,
-        help="keep every run here (default: a temporary folder); a rerun reuses finished runs",
+        help="keep every run here (default: a temporary folder); a rerun reuses finished runs; "
+        "with --finished-only, several folders are reported together",
     )
     parser.add_argument("--image", type=Path, default=None, help="the trade-off plot's PNG")
     parser.add_argument(
@@ -247,6 +269,8 @@ def main() -> None:
     extra = [e for e in extra if e != "--"]
     if args.finished_only and not args.work_dir:
         parser.error("--finished-only reports the runs of a --work-dir")
+    if args.work_dir and len(args.work_dir) > 1 and not args.finished_only:
+        parser.error("runs go to one --work-dir; several are reported with --finished-only")
     global FINISHED_ONLY
     FINISHED_ONLY = args.finished_only
     joint = args.design == "joint"
@@ -273,32 +297,34 @@ def main() -> None:
     runs, fulls = [], []
     with contextlib.ExitStack() as stack:
         if args.work_dir:
-            args.work_dir.mkdir(parents=True, exist_ok=True)
-            tmp = str(args.work_dir.resolve())
+            roots = [str(d.resolve()) for d in args.work_dir]
+            for root in roots:
+                Path(root).mkdir(parents=True, exist_ok=True)
         else:
-            tmp = stack.enter_context(tempfile.TemporaryDirectory())
+            roots = [stack.enter_context(tempfile.TemporaryDirectory())]
         env = {**os.environ, "RAVDESS_ROOT": str(args.root)}
         env.pop("MLFLOW_TRACKING_URI", None)
-        base = [
-            sys.executable,
-            "-m",
-            "ser.rl.train",
-            *dataset,
-            *(["rl=joint"] if joint else []),
-            f"paths.root_dir={tmp}",
-            "callbacks.progress_bar=null",
-            f"rl.wait_costs=[{','.join(args.wait_costs)}]",
-            *extra,
-        ]
-        for fold in folds:
-            split_runs = fold_runs(tmp, base, env, experiment, args.seeds, fold)
-            finished = [r for r in split_runs if r is not None]
-            if not finished:
-                continue
-            fulls.append(finished[0][0].query("strategy == 'full'").uar.iloc[0])
-            runs += finished
+        for tmp in roots:
+            base = [
+                sys.executable,
+                "-m",
+                "ser.rl.train",
+                *dataset,
+                *(["rl=joint"] if joint else []),
+                f"paths.root_dir={tmp}",
+                "callbacks.progress_bar=null",
+                f"rl.wait_costs=[{','.join(args.wait_costs)}]",
+                *extra,
+            ]
+            for fold in folds:
+                split_runs = fold_runs(tmp, base, env, experiment, args.seeds, fold)
+                finished = [r for r in split_runs if r is not None]
+                if not finished:
+                    continue
+                fulls.append(finished[0][0].query("strategy == 'full'").uar.iloc[0])
+                runs += finished
         if not runs:
-            parser.error(f"no finished run in {args.work_dir}")
+            parser.error(f"no finished run in {' '.join(map(str, args.work_dir))}")
         args.image.parent.mkdir(parents=True, exist_ok=True)
         if len(runs) == 1 and not joint:
             shutil.copyfile(runs[0][2] / "accuracy_vs_audio.png", args.image)
@@ -374,6 +400,8 @@ def write_block(
     joint: bool = False,
 ) -> None:
     """Print the benchmark's block and write it between the page's markers."""
+    several = args.work_dir is not None and len(args.work_dir) > 1
+    dirs = [f"DIR{i + 1}" for i in range(len(args.work_dir))] if several else ["DIR"]
     flags = [
         *(["--design", "joint"] if joint else []),
         *(["--wait-costs", *args.wait_costs] if args.wait_costs != WAIT_COSTS else []),
@@ -381,7 +409,7 @@ def write_block(
         *(["--folds", str(args.folds)] if args.folds else []),
         *(["--val-speakers", str(args.val_speakers)] if args.val_speakers != 3 else []),
         *(["--classifiers", *args.classifiers] if args.classifiers else []),
-        *(["--work-dir", "DIR", "--finished-only"] if args.finished_only else []),
+        *(["--work-dir", *dirs, "--finished-only"] if args.finished_only else []),
         *extra,
     ]
     begin, end = (JOINT_BEGIN, JOINT_END) if joint else (BEGIN, END)
@@ -392,6 +420,8 @@ def write_block(
     over = f"{len(runs)} runs: {len(folds)} split(s) × {seeds}"
     if args.finished_only:
         names = ", ".join(local.parent.name for _, _, local in runs)
+        if several:  # every folder holds the same splits and seeds, with other λs
+            names = f"{len(dirs)} folders, {', '.join(dirs)}, the runs of each command"
         over = f"{len(runs)} finished runs of {len(folds)} split(s) × {seeds} ({names})"
     block = "\n".join(
         [

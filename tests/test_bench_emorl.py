@@ -69,19 +69,22 @@ def test_the_default_page_holds_the_markers_once_each() -> None:
     assert text.index(bench.BEGIN) < text.index(bench.END)
 
 
-def joint_run(uar: float, heard: float, full: float, vs_fitted: float) -> tuple:
-    """One rl=joint run as the benchmark reads it: its decisions table and metrics."""
+def joint_run(
+    uar: float, heard: float, full: float, vs_fitted: float, lam: float = 0.1, name: str = "0-seed1"
+) -> tuple:
+    """One rl=joint run as the benchmark reads it: its decisions table, metrics and the
+    folder its artifacts were downloaded to (named after its fold and seed)."""
     table = decisions(full, uar, heard).assign(
-        strategy=["full", "fitted", "joint"], wa=0.4, seconds_mean=1.0, wait_cost=0.1
+        strategy=["full", "fitted", "joint"], wa=0.4, seconds_mean=1.0, wait_cost=lam
     )
     metrics = {
-        "test/joint_uar_lambda0.1": uar,
-        "test/joint_fraction_lambda0.1": heard,
-        "test/joint_full_uar_lambda0.1": full,
-        "test/joint_vs_fitted_uar_lambda0.1": vs_fitted,
-        "test/joint_wait_cost": 0.1,
+        f"test/joint_uar_lambda{lam:g}": uar,
+        f"test/joint_fraction_lambda{lam:g}": heard,
+        f"test/joint_full_uar_lambda{lam:g}": full,
+        f"test/joint_vs_fitted_uar_lambda{lam:g}": vs_fitted,
+        "test/joint_wait_cost": lam,
     }
-    return table, metrics, Path()
+    return table, metrics, Path(name) / "dl"
 
 
 @pytest.mark.parametrize(
@@ -97,7 +100,7 @@ def test_the_joint_report_checks_the_goal_on_the_means_over_runs(
     lines, (check,) = bench.joint_report(runs, tmp_path / "plot.png")
     row = next(line for line in lines if line.startswith("| 0.1 |"))
     uar = sum(r[1]["test/joint_uar_lambda0.1"] for r in runs) / 2
-    assert row.startswith(f"| 0.1 | {uar:.3f} ± ")
+    assert row.startswith(f"| 0.1 | 2 | {uar:.3f} ± ")
     assert f"goal {goal}" in check
     assert check.split("; ")[-1].startswith(f"{above} above" if above == "NOT" else "above")
     assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
@@ -121,3 +124,32 @@ def test_a_finished_run_is_reused_and_finished_only_runs_nothing(tmp_path, monke
         bench.run_agents(str(tmp_path), never, {}, "x", "1-seed42", [])
     monkeypatch.setattr(bench, "FINISHED_ONLY", True)
     assert bench.run_agents(str(tmp_path), never, {}, "x", "1-seed42", []) is None
+
+
+def test_runs_of_other_lambdas_are_reported_per_lambda_over_the_runs_that_trained_it(
+    tmp_path,
+) -> None:
+    runs = [
+        joint_run(0.40, 0.5, 0.45, -0.01, lam=0.03, name="1-seed42"),
+        joint_run(0.44, 0.7, 0.45, 0.02, lam=0.03, name="0-seed42"),
+        joint_run(0.30, 0.3, 0.44, 0.01, lam=0.05, name="0-seed42"),
+    ]
+    lines, checks = bench.joint_report(runs, tmp_path / "plot.png")
+    assert next(x for x in lines if x.startswith("| 0.03 |")).startswith("| 0.03 | 2 | 0.420 ± ")
+    assert next(x for x in lines if x.startswith("| 0.05 |")).startswith("| 0.05 | 1 | 0.300 ± ")
+    # one line per run and λ, in fold order within each λ
+    per_run = [x.split(" | ")[1] for x in lines if "-seed42 |" in x]
+    assert per_run == ["0-seed42", "1-seed42", "0-seed42"]
+    assert "λ = 0.03 in 2 run(s), λ = 0.05 in 1 run(s)" in "\n".join(lines)
+    assert [c.split(":")[0] for c in checks] == ["λ = 0.03", "λ = 0.05"]
+
+
+def test_several_work_dirs_are_only_reported_together(tmp_path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--work-dir", "a", "b"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert "several are reported with --finished-only" in result.stderr
