@@ -269,8 +269,11 @@ def main() -> None:
     extra = [e for e in extra if e != "--"]
     if args.finished_only and not args.work_dir:
         parser.error("--finished-only reports the runs of a --work-dir")
-    if args.work_dir and len(args.work_dir) > 1 and not args.finished_only:
-        parser.error("runs go to one --work-dir; several are reported with --finished-only")
+    if args.work_dir and len(args.work_dir) > 1:
+        if not args.finished_only:
+            parser.error("runs go to one --work-dir; several are reported with --finished-only")
+        if args.design != "joint":  # its table needs every agent λ in every run
+            parser.error("several --work-dir folders are reported together with --design joint")
     global FINISHED_ONLY
     FINISHED_ONLY = args.finished_only
     joint = args.design == "joint"
@@ -298,8 +301,8 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         if args.work_dir:
             roots = [str(d.resolve()) for d in args.work_dir]
-            for root in roots:
-                Path(root).mkdir(parents=True, exist_ok=True)
+            if not args.finished_only:  # a report creates no folder
+                Path(roots[0]).mkdir(parents=True, exist_ok=True)
         else:
             roots = [stack.enter_context(tempfile.TemporaryDirectory())]
         env = {**os.environ, "RAVDESS_ROOT": str(args.root)}

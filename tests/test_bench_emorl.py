@@ -153,3 +153,8 @@ def test_several_work_dirs_are_only_reported_together(tmp_path) -> None:
     )
     assert result.returncode == 2
     assert "several are reported with --finished-only" in result.stderr
+    reported = [sys.executable, str(SCRIPT), "--work-dir", "a", "b", "--finished-only"]
+    result = subprocess.run(reported, capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "reported together with --design joint" in result.stderr
+    assert not (tmp_path / "a").exists()
